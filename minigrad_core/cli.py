@@ -1,0 +1,100 @@
+"""The ``minigrad`` command: ``minigrad ops``, ``minigrad plugins``, and commands from plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import MiniGradError
+from .registry import Registry, get_registry
+
+
+def ops_table(registry: Registry) -> list[dict]:
+    rows = []
+    for spec in sorted(registry.ops.values(), key=lambda s: s.name):
+        info = registry.plugins.get(spec.plugin)
+        rows.append({
+            "name": spec.name,
+            "arity": "any" if spec.arity is None else spec.arity,
+            "formula": spec.describe(),
+            "params": dict(spec.params),
+            "methods": list(spec.method_names),
+            "operators": list(spec.operators),
+            "plugin": spec.plugin,
+            "distribution": info.distribution if info else "",
+            "version": info.version if info else "",
+        })
+    return rows
+
+
+def plugins_table(registry: Registry) -> list[dict]:
+    return [info.as_dict() for info in registry.plugins.values()]
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[str(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _run_ops(args) -> int:
+    rows = ops_table(get_registry())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no ops registered (is MINIGRAD_PLUGINS excluding them?)")
+    else:
+        for row in rows:
+            row["provider"] = f"{row['plugin']} ({row['distribution']} {row['version']})".replace(" ( )", "")
+        _print_table(rows, ["name", "arity", "formula", "provider"])
+    return 0
+
+
+def _run_plugins(args) -> int:
+    rows = plugins_table(get_registry())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items()) or "nothing"
+        row["provides"] = provides
+        row["distribution"] = f"{row['distribution']} {row['version']}".strip() or row["module"]
+    _print_table(rows, ["name", "distribution", "provides"])
+    return 0
+
+
+def build_parser(registry: Registry) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help, run in (("ops", "list the registered ops", _run_ops),
+                            ("plugins", "list the loaded plugins and what each provides", _run_plugins)):
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        sub.set_defaults(run=run)
+    for command in registry.commands.values():
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        registry = get_registry()
+        parser = build_parser(registry)
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
+        status = args.run(args)
+        return 0 if status is None else int(status)
+    except MiniGradError as error:
+        print(f"minigrad: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The hooks a MiniGrad plugin can implement.
+
+A plugin is any module or object with functions marked ``@hookimpl`` whose names
+match these specs. Each hook is called ONCE, when the registry is built (at first
+use, or when a plugin is registered at run time); what it registers goes into
+plain dicts, so no hook is ever called while you compute with Values.
+
+Every hook receives a ``register`` callable bound to the plugin, so the registry
+knows who provided what (``minigrad plugins`` shows it).
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("minigrad")
+
+
+@hookspec
+def minigrad_register_ops(register):
+    """Register operations: call ``register(spec)`` once per ``OpSpec``.
+
+    ``register(spec, replace=True)`` deliberately overrides an op of the same name
+    provided by another plugin; without it a name clash is an error naming both.
+    """
+
+
+@hookspec
+def minigrad_register_exporters(register):
+    """Register graph exporters: ``register(name, exporter)``.
+
+    An exporter is an object; if it has ``mimebundle(value)``, Jupyter uses it to
+    display a ``Value`` as its graph.
+    """
+
+
+@hookspec
+def minigrad_register_commands(register):
+    """Add sub-commands to the ``minigrad`` CLI: ``register(name, help, configure, run)``.
+
+    ``configure(parser)`` adds arguments to an ``argparse`` parser;
+    ``run(args) -> int | None`` executes the command and returns its exit status.
+    """

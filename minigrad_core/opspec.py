@@ -1,0 +1,147 @@
+"""OpSpec: an operation declared as data.
+
+An op is a forward rule and a local-derivative rule, plus the metadata that tools
+need (a symbol for pictures, formulas for explanations, the input domain for
+property tests, the PyTorch equivalent for oracle tests). The kernel applies the
+chain rule once, for every op alike: ``child.grad += partial * node.grad``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import OpSpecError
+
+REQUIRED = None  # a parameter whose default is REQUIRED must be given at every call
+
+_DEFAULT_INPUT_NAMES = {1: ("x",), 2: ("a", "b"), 3: ("a", "b", "c")}
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where an op is defined, used by property tests, error messages and explanations.
+
+    ``bounds`` holds one ``(low, high)`` pair per input (a single pair applies to every
+    input); the ends are excluded when ``open`` is true. ``kinks`` holds, per input, the
+    points where the derivative jumps or is undefined (relu at 0), so gradient checks
+    keep away from them. ``where`` is an optional predicate on all inputs together,
+    for conditions that bounds cannot say (``b != 0`` for division).
+    """
+
+    bounds: tuple = ((-math.inf, math.inf),)
+    kinks: tuple = ()
+    where: Callable[..., bool] | None = None  # where(*inputs, **params) -> bool
+    open: bool = True
+    description: str = "any real number"
+    params: Mapping[str, tuple] = field(default_factory=dict)  # parameter -> values to test with
+
+    def bounds_of(self, index: int) -> tuple[float, float]:
+        return self.bounds[index] if len(self.bounds) > 1 else self.bounds[0]
+
+    def kinks_of(self, index: int) -> tuple[float, ...]:
+        if not self.kinks:
+            return ()
+        return tuple(self.kinks[index]) if len(self.kinks) > 1 else tuple(self.kinks[0])
+
+    def contains(self, *inputs: float, **params) -> bool:
+        for i, x in enumerate(inputs):
+            low, high = self.bounds_of(i)
+            inside = (low < x < high) if self.open else (low <= x <= high)
+            if not inside:
+                return False
+        return self.where is None or bool(self.where(*inputs, **params))
+
+
+@dataclass(frozen=True, eq=False)
+class OpSpec:
+    """The declaration of one operation.
+
+    - ``forward(*inputs, **params) -> float`` computes the value.
+    - ``derivative(*inputs, out, **params) -> tuple`` gives one local partial
+      derivative per input: d out / d input_i.
+    Write ``derivative`` with arithmetic and ``minigrad_core.ops`` functions rather than
+    ``math`` so it works on Values as well as numbers; then it can be differentiated
+    again (``backward(create_graph=True)``).
+    """
+
+    name: str
+    arity: int | None  # None: any number of inputs
+    forward: Callable[..., float]
+    derivative: Callable[..., tuple]
+    symbol: str = ""  # short label for pictures; defaults to the name
+    formula: str = ""  # the forward rule as text, e.g. "tanh(x)"
+    derivative_formula: tuple[str, ...] = ()  # per input, e.g. ("1 - out**2",)
+    inputs: tuple[str, ...] = ()  # names of the inputs; default x, or a and b
+    params: Mapping[str, Any] = field(default_factory=dict)  # keyword parameters and defaults
+    methods: tuple[str, ...] | None = None  # Value methods it installs; default: its name if unary
+    operators: tuple[str, ...] = ()  # Python operators it installs, e.g. ("__add__", "__radd__")
+    domain: Domain = field(default_factory=Domain)
+    torch: Callable[..., Any] | None = None  # the same op on torch tensors, for oracle tests
+    np_forward: Callable[..., Any] | None = None  # forward on numpy arrays (batched replay)
+    np_derivative: Callable[..., tuple] | None = None  # derivative on numpy arrays
+    code: Any = None  # expression templates for replay's code generator (see minigrad_core.replay)
+    higher_order: bool | None = None  # False: derivative works on numbers only
+    doc: str = ""
+    plugin: str = ""  # filled in by the registry: who provided this op
+
+    def __post_init__(self):
+        if not (isinstance(self.name, str) and self.name.isidentifier() and not keyword.iskeyword(self.name)):
+            raise OpSpecError(f"OpSpec name must be a Python identifier, got {self.name!r}")
+        if self.arity is not None and (not isinstance(self.arity, int) or self.arity < 0):
+            raise OpSpecError(f"op {self.name!r}: arity must be a non-negative int or None (any), got {self.arity!r}")
+        for role in ("forward", "derivative"):
+            if not callable(getattr(self, role)):
+                raise OpSpecError(f"op {self.name!r}: {role} must be callable, got {getattr(self, role)!r}")
+        if self.inputs and self.arity is not None and len(self.inputs) != self.arity:
+            raise OpSpecError(f"op {self.name!r}: {len(self.inputs)} input names given for arity {self.arity}")
+        for dunder in self.operators:
+            if not (dunder.startswith("__") and dunder.endswith("__")):
+                raise OpSpecError(f"op {self.name!r}: operator {dunder!r} is not a dunder name like '__add__'")
+        object.__setattr__(self, "params", dict(self.params))
+        self._check_signature("forward", self.forward, self.arity)
+        self._check_signature("derivative", self.derivative, None if self.arity is None else self.arity + 1)
+
+    def _check_signature(self, role: str, function: Callable, positional: int | None) -> None:
+        """Catch a wrong arity when the plugin registers, not deep inside a backward pass."""
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # some builtins have no signature: nothing to check
+            return
+        arguments = (0.0,) * (positional if positional is not None else 2)
+        try:
+            signature.bind(*arguments, **{p: 0.0 for p in self.params})
+        except TypeError as error:
+            raise OpSpecError(
+                f"op {self.name!r}: {role} {_describe(function)} cannot be called with "
+                f"{len(arguments)} positional input(s)"
+                + (f" and parameters {sorted(self.params)}" if self.params else "")
+                + f" (arity is {self.arity}): {error}"
+            ) from None
+
+    # -- derived metadata -------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.symbol or self.name
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.inputs:
+            return tuple(self.inputs)
+        return _DEFAULT_INPUT_NAMES.get(self.arity, ("x",))
+
+    @property
+    def method_names(self) -> tuple[str, ...]:
+        if self.methods is not None:
+            return tuple(self.methods)
+        return (self.name,) if self.arity == 1 else ()
+
+    def describe(self) -> str:
+        return self.formula or f"{self.name}({', '.join(self.input_names)})"
+
+
+def _describe(function: Callable) -> str:
+    return getattr(function, "__qualname__", repr(function))

@@ -1,0 +1,1 @@
+"""pytest plugin shipped with MiniGrad (placeholder until the extension kit lands)."""

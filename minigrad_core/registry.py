@@ -1,0 +1,453 @@
+"""The op registry and the plugin manager.
+
+Start-up happens once: plugins are found through the ``minigrad`` entry-point
+group, their hooks are called, and what they register is collected into plain
+dicts. Then each op's methods and operators are installed on ``Value``. After
+that, computing with Values never touches pluggy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import os
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import MiniGradError, OpSpecError, PluginLoadError, RegistrationError, UnknownOpError
+from .opspec import OpSpec
+
+ENTRY_POINT_GROUP = "minigrad"
+PLUGINS_ENV = "MINIGRAD_PLUGINS"
+
+hookimpl = pluggy.HookimplMarker("minigrad")
+
+
+@dataclass
+class PluginInfo:
+    """Who a plugin is and what it provided."""
+
+    name: str
+    distribution: str = ""
+    version: str = ""
+    module: str = ""
+    provides: dict[str, list[str]] = field(default_factory=dict)  # kind -> names
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any], Any]
+    plugin: str = ""
+
+
+# -- plugin discovery -------------------------------------------------------------------
+
+def selected_plugins(environ=os.environ) -> set[str] | None:
+    """The plugin names chosen by MINIGRAD_PLUGINS: None when unset (= all installed)."""
+    raw = environ.get(PLUGINS_ENV)
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set[str] | None | str = "env"):
+    """A fresh plugin manager. ``entry_points`` loads the installed plugins (those chosen
+    by MINIGRAD_PLUGINS unless ``selection`` is given); ``plugins`` are registered as well.
+
+    Tests make one per test, so what they see never depends on what else is installed.
+    """
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    manager.minigrad_info = {}  # plugin name -> PluginInfo
+    if entry_points:
+        chosen = selected_plugins() if selection == "env" else selection
+        _load_entry_points(manager, chosen)
+    for plugin in plugins:
+        register_into(manager, plugin)
+    return manager
+
+
+def register_into(manager, plugin: Any, name: str | None = None) -> str:
+    name = name or getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or type(plugin).__name__
+    manager.register(plugin, name=name)
+    module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+    manager.minigrad_info[name] = PluginInfo(name=name, module=module)
+    return name
+
+
+def _load_entry_points(manager, chosen: set[str] | None) -> None:
+    found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    installed = {ep.name for ep in found}
+    if chosen is not None:
+        unknown = chosen - installed - {_distribution(ep)[0] for ep in found}
+        if unknown:
+            raise PluginLoadError(
+                f"{PLUGINS_ENV} names {sorted(unknown)}, which no installed distribution provides; "
+                f"installed MiniGrad plugins: {sorted(installed) or 'none'}"
+            )
+    for entry_point in found:
+        distribution, version = _distribution(entry_point)
+        if chosen is not None and entry_point.name not in chosen and distribution not in chosen:
+            continue
+        if manager.has_plugin(entry_point.name):
+            continue  # the same entry point seen twice (e.g. an editable install plus a copy)
+        try:
+            plugin = entry_point.load()
+        except Exception as error:
+            others = sorted(installed - {entry_point.name})
+            raise PluginLoadError(
+                f"MiniGrad plugin {entry_point.name!r} (entry point {entry_point.value!r} of distribution "
+                f"{distribution or '?'} {version}) failed to import: {type(error).__name__}: {error}. "
+                f"To run without it, choose the plugins to load, e.g. {PLUGINS_ENV}={','.join(others)}"
+            ) from error
+        manager.register(plugin, name=entry_point.name)
+        manager.minigrad_info[entry_point.name] = PluginInfo(
+            name=entry_point.name, distribution=distribution, version=version, module=entry_point.value
+        )
+
+
+def _distribution(entry_point) -> tuple[str, str]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return "", ""
+    return dist.metadata["Name"] or "", dist.version or ""
+
+
+# -- the registry -----------------------------------------------------------------------
+
+_REFLECTED = {
+    "__radd__", "__rsub__", "__rmul__", "__rtruediv__", "__rfloordiv__",
+    "__rmod__", "__rpow__", "__rmatmul__",
+}
+# Operators that get a stub before any plugin loads: using one triggers the loading.
+_COMMON_OPERATORS = (
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+    "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__",
+)
+
+
+class Registry:
+    """Everything the plugins registered, collected once into plain dicts."""
+
+    def __init__(self, manager=None):
+        self.plugin_manager = manager if manager is not None else make_plugin_manager()
+        self.ops: dict[str, OpSpec] = {}
+        self.exporters: dict[str, Any] = {}
+        self.commands: dict[str, Command] = {}
+        self.plugins: dict[str, PluginInfo] = {}
+        self._collect()
+
+    @classmethod
+    def from_plugins(cls, *plugins: Any, entry_points: bool = False) -> "Registry":
+        """A registry of exactly these plugins (and the installed ones if ``entry_points``)."""
+        return cls(make_plugin_manager(*plugins, entry_points=entry_points))
+
+    # collecting ----------------------------------------------------------------------
+    def _collect(self) -> None:
+        manager = self.plugin_manager
+        for name, plugin in manager.list_name_plugin():
+            info = manager.minigrad_info.get(name) or PluginInfo(name=name)
+            self.plugins[name] = dataclasses.replace(info, provides={})
+        hooks = (
+            ("minigrad_register_ops", "ops", self._add_op),
+            ("minigrad_register_exporters", "exporters", self._add_exporter),
+            ("minigrad_register_commands", "commands", self._add_command),
+        )
+        for hook_name, kind, add in hooks:
+            # pluggy lists implementations last-registered first; call them in registration order
+            for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls()):
+                plugin_name = manager.get_name(impl.plugin)
+
+                def register(*args, _plugin=plugin_name, _add=add, _kind=kind, **kwargs):
+                    name = _add(_plugin, *args, **kwargs)
+                    self.plugins[_plugin].provides.setdefault(_kind, []).append(name)
+
+                try:
+                    impl.function(**{arg: register for arg in impl.argnames})
+                except MiniGradError as error:
+                    if plugin_name in str(error):
+                        raise
+                    raise type(error)(f"plugin {plugin_name!r}: {error}") from error
+                except Exception as error:
+                    raise PluginLoadError(
+                        f"plugin {plugin_name!r} failed in its {hook_name} hook: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+        self._check_installable()
+
+    def _add_op(self, plugin: str, spec: OpSpec, replace: bool = False) -> str:
+        if not isinstance(spec, OpSpec):
+            raise OpSpecError(f"plugin {plugin!r} registered {spec!r}, which is not an OpSpec")
+        existing = self.ops.get(spec.name)
+        if existing is not None and not replace:
+            raise RegistrationError(
+                f"op {spec.name!r} is provided by both plugin {existing.plugin!r} and plugin {plugin!r}. "
+                f"Register it with replace=True to override deliberately, or leave one plugin out "
+                f"with {PLUGINS_ENV}."
+            )
+        self.ops[spec.name] = dataclasses.replace(spec, plugin=plugin)
+        return spec.name
+
+    def _add_exporter(self, plugin: str, name: str, exporter: Any) -> str:
+        if name in self.exporters:
+            raise RegistrationError(f"exporter {name!r} is provided by two plugins, the second is {plugin!r}")
+        self.exporters[name] = exporter
+        return name
+
+    def _add_command(self, plugin: str, name: str, help: str, configure, run) -> str:
+        if name in self.commands:
+            other = self.commands[name].plugin
+            raise RegistrationError(f"command {name!r} is provided by both plugin {other!r} and plugin {plugin!r}")
+        self.commands[name] = Command(name, help, configure, run, plugin)
+        return name
+
+    def _check_installable(self) -> None:
+        """Two ops may not claim one method; an operator may be claimed by one op of Values
+        and one op taking the other operand as its parameter (``x ** y`` and ``x ** 2``)."""
+        owners: dict[str, OpSpec] = {}
+        for spec in self.ops.values():
+            for method in spec.method_names:
+                if method in owners:
+                    raise RegistrationError(
+                        f"Value.{method} is claimed by op {owners[method].name!r} (plugin "
+                        f"{owners[method].plugin!r}) and op {spec.name!r} (plugin {spec.plugin!r})"
+                    )
+                owners[method] = spec
+        self._operator_table()  # raises on a clash
+
+    def _operator_table(self) -> dict[str, tuple[OpSpec | None, OpSpec | None]]:
+        table: dict[str, list] = {}
+        for spec in self.ops.values():
+            for dunder in spec.operators:
+                slot = table.setdefault(dunder, [None, None])
+                binary = _is_binary_operator(dunder)
+                takes_number = binary and spec.arity == 1 and len(spec.params) == 1
+                if spec.arity != (2 if binary and not takes_number else 1):
+                    raise OpSpecError(
+                        f"op {spec.name!r} (plugin {spec.plugin!r}) claims operator {dunder} but has arity "
+                        f"{spec.arity}: a binary operator needs arity 2 (or arity 1 and one parameter "
+                        f"that takes the number operand), a unary one arity 1"
+                    )
+                index = 1 if takes_number else 0
+                if slot[index] is not None:
+                    raise RegistrationError(
+                        f"operator {dunder} is claimed by op {slot[index].name!r} (plugin {slot[index].plugin!r}) "
+                        f"and op {spec.name!r} (plugin {spec.plugin!r})"
+                    )
+                slot[index] = spec
+        return {dunder: tuple(slot) for dunder, slot in table.items()}
+
+    # looking up ------------------------------------------------------------------------
+    def get(self, name: str) -> OpSpec:
+        try:
+            return self.ops[name]
+        except KeyError:
+            raise UnknownOpError(unknown_op_message(name, self)) from None
+
+    def find(self, name_or_symbol: str, arity: int | None = None) -> OpSpec | None:
+        """An op by name, or by its symbol ('+') when the arity fits."""
+        if name_or_symbol in self.ops:
+            return self.ops[name_or_symbol]
+        for spec in self.ops.values():
+            if spec.symbol == name_or_symbol and (arity is None or spec.arity in (None, arity)):
+                return spec
+        return None
+
+    def provider(self, op_name: str) -> PluginInfo:
+        return self.plugins[self.get(op_name).plugin]
+
+
+def _is_binary_operator(dunder: str) -> bool:
+    return dunder not in ("__neg__", "__pos__", "__abs__", "__invert__")
+
+
+def unknown_op_message(name: str, registry: Registry) -> str:
+    known = ", ".join(sorted(registry.ops)) or "none"
+    message = f"unknown op {name!r}; known ops: {known}"
+    if not registry.ops:
+        selection = os.environ.get(PLUGINS_ENV)
+        why = f"{PLUGINS_ENV}={selection!r} chose none" if selection is not None else "no op plugin is installed"
+        message += f". No op is registered ({why}): install minigrad_ops or register an op plugin."
+    return message
+
+
+# -- the active registry: what Value's methods dispatch to --------------------------------
+
+_active: Registry | None = None
+_installed: dict[str, Any] = {}
+
+
+def get_registry() -> Registry:
+    """The active registry, loading the installed plugins on first use."""
+    if _active is None:
+        activate(Registry())
+    return _active
+
+
+def activate(registry: Registry) -> Registry:
+    """Make ``registry`` the one Values use: install its ops as methods and operators."""
+    from . import value
+
+    global _active
+    for name in _installed:
+        delattr(value.Value, name)
+    _installed.clear()
+    methods: dict[str, Any] = {}
+    for spec in registry.ops.values():
+        for method in spec.method_names:
+            methods[method] = value.make_method(spec)
+    for dunder, (value_spec, number_spec) in registry._operator_table().items():
+        reflected = dunder in _REFLECTED
+        methods[dunder] = value.make_operator(dunder, value_spec, number_spec, reflected)
+    for dunder in _COMMON_OPERATORS:
+        methods.setdefault(dunder, value.missing_operator(dunder))
+    for name, method in methods.items():
+        if name in value.Value.__dict__:
+            raise RegistrationError(f"op method {name!r} would replace Value's own attribute {name!r}")
+        setattr(value.Value, name, method)
+        _installed[name] = method
+    _active = registry
+    return registry
+
+
+def install_lazy_operators() -> None:
+    """Before the first use, each common operator loads the plugins and then runs."""
+    from . import value
+
+    for dunder in _COMMON_OPERATORS:
+        method = value.lazy_operator(dunder)
+        setattr(value.Value, dunder, method)
+        _installed[dunder] = method
+
+
+def reload() -> Registry:
+    """Rebuild the active registry from its plugin manager (after registering a plugin)."""
+    return activate(Registry(get_registry().plugin_manager))
+
+
+@contextlib.contextmanager
+def using(registry: Registry):
+    """Temporarily make ``registry`` the active one (tests use this)."""
+    previous = _active
+    activate(registry)
+    try:
+        yield registry
+    finally:
+        if previous is None:
+            _reset()
+        else:
+            activate(previous)
+
+
+def _reset() -> None:
+    from . import value
+
+    global _active
+    for name in _installed:
+        delattr(value.Value, name)
+    _installed.clear()
+    _active = None
+    install_lazy_operators()
+
+
+# -- run-time plugins (notebooks) ----------------------------------------------------------
+
+def register_plugin(plugin: Any, name: str | None = None) -> str:
+    """Add a plugin object or module now, without installing anything; returns its name."""
+    manager = get_registry().plugin_manager
+    name = register_into(manager, plugin, name)
+    try:
+        reload()
+    except Exception:
+        manager.unregister(name=name)
+        manager.minigrad_info.pop(name, None)
+        reload()
+        raise
+    return name
+
+
+def unregister_plugin(plugin_or_name: Any) -> None:
+    manager = get_registry().plugin_manager
+    if isinstance(plugin_or_name, str):
+        if not manager.has_plugin(plugin_or_name):
+            raise KeyError(f"no plugin named {plugin_or_name!r}; loaded: {sorted(manager.minigrad_info)}")
+        name = plugin_or_name
+    else:
+        name = manager.get_name(plugin_or_name)
+        if name is None:
+            raise KeyError(f"{plugin_or_name!r} is not a registered plugin")
+    manager.unregister(name=name)
+    manager.minigrad_info.pop(name, None)
+    reload()
+
+
+class _RuntimeOp:
+    """A one-op plugin made from an OpSpec, for ops defined in a notebook cell."""
+
+    def __init__(self, spec: OpSpec, replace: bool):
+        self.spec, self.replace = spec, replace
+
+    @hookimpl
+    def minigrad_register_ops(self, register):
+        register(self.spec, replace=self.replace)
+
+
+def register_op(spec: OpSpec, replace: bool = False) -> OpSpec:
+    """Register one op now (a notebook's way to add an op); returns the registered spec."""
+    register_plugin(_RuntimeOp(spec, replace), name=f"runtime:{spec.name}")
+    return get_registry().ops[spec.name]
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op registered with ``register_op`` or ``@op``."""
+    registry = get_registry()
+    plugin = f"runtime:{name}"
+    if not registry.plugin_manager.has_plugin(plugin):
+        owner = registry.get(name).plugin
+        raise RegistrationError(
+            f"op {name!r} was not registered at run time; it comes from plugin {owner!r}: "
+            f"use unregister_plugin({owner!r}) or {PLUGINS_ENV}"
+        )
+    unregister_plugin(plugin)
+
+
+def op(forward: Callable | None = None, *, derivative: Callable, name: str | None = None,
+       replace: bool = False, **metadata) -> Callable:
+    """Decorator: turn a forward function into a registered op.
+
+        @op(derivative=lambda x, out: (3 * x**2,))
+        def cube(x):
+            return x**3
+
+    After it, ``Value(2).cube()`` works; the arity is the forward's parameter count.
+    """
+    import inspect
+
+    def decorate(function: Callable) -> Callable:
+        params = metadata.pop("params", {})
+        arity = metadata.pop("arity", None)
+        if arity is None:
+            positional = [p for p in inspect.signature(function).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in params]
+            arity = len(positional)
+        spec = OpSpec(name=name or function.__name__, arity=arity, forward=function,
+                      derivative=derivative, params=params, **metadata)
+        register_op(spec, replace=replace)
+        return function
+
+    return decorate(forward) if forward is not None else decorate
+
+
+def iter_ops(registry: Registry | None = None) -> Iterable[OpSpec]:
+    return (registry or get_registry()).ops.values()

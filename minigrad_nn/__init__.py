@@ -1,0 +1,1 @@
+"""MiniGrad's nn plugin (in progress)."""

@@ -1,0 +1,226 @@
+"""MiniGrad's built-in ops, registered through the same hook as any third-party plugin.
+
+Each op is two rules: ``forward`` computes the value, ``derivative`` returns the local
+partial derivative for each input (``out`` is the op's own result, handy for exp, tanh
+and sigmoid). The derivative rules use only arithmetic and ``ops`` functions, so they work
+on numbers for an ordinary backward pass and on Values when ``create_graph=True``: every
+built-in op can be differentiated again and again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minigrad_core import Domain, OpDomainError, OpSpec, OpZeroDivisionError, hookimpl, ops
+
+ANY = Domain()
+POSITIVE = Domain(bounds=((0.0, math.inf),), kinks=((0.0,),), description="x > 0")
+
+
+# -- forward rules that need care (domain checks, overflow like PyTorch) ----------------------
+
+def divide(a, b):
+    if b == 0:
+        raise OpZeroDivisionError("div", (a, b), "a non-zero divisor b", "division by zero")
+    return a / b
+
+
+def power_of(x, exponent, op="pow"):
+    """x ** exponent on real numbers; overflow gives ±inf as in PyTorch."""
+    if x < 0 and not float(exponent).is_integer():
+        raise OpDomainError(op, (x, exponent), "a base >= 0 when the exponent is not a whole number",
+                            "the result would be a complex number")
+    if x == 0 and exponent < 0:
+        raise OpZeroDivisionError(op, (x, exponent), "a non-zero base for a negative exponent",
+                                  "division by zero")
+    try:
+        return math.pow(x, exponent)
+    except OverflowError:
+        odd = float(exponent).is_integer() and int(exponent) % 2 == 1
+        return -math.inf if (x < 0 and odd) else math.inf
+
+
+def exponential(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf  # as PyTorch: exp(1000.) is inf
+
+
+def logarithm(x):
+    if not x > 0 and not math.isnan(x):
+        raise OpDomainError("log", (x,), "x > 0", "log of zero is -inf" if x == 0 else "log of a negative number")
+    return math.log(x)
+
+
+def sigmoid(x):
+    # Two forms so that exp never overflows: for any finite x the result is finite.
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def relu(x):
+    return x if x > 0 or x != x else 0.0  # nan passes through, as in PyTorch
+
+
+# -- derivative rules that need more than one line ------------------------------------------
+
+def pow_derivative(x, out, exponent):
+    if exponent == 0:
+        return (0.0,)
+    return (exponent * x ** (exponent - 1),)
+
+
+def power_derivative(a, b, out):
+    d_base = b * a ** (b - 1)
+    # d/db a**b = a**b * log(a); PyTorch's conventions where log(a) is undefined
+    if a > 0:
+        d_exponent = out * ops.log(a)
+    elif a == 0:
+        d_exponent = 0.0
+    else:
+        d_exponent = math.nan
+    return (d_base, d_exponent)
+
+
+# -- batched (numpy) rules ------------------------------------------------------------------
+
+def np_divide(a, b):
+    if np.any(np.asarray(b) == 0):
+        raise OpZeroDivisionError("div", ("array", "array containing 0"), "a non-zero divisor b", "division by zero")
+    return a / b
+
+
+def np_log(x):
+    if np.any(np.asarray(x) <= 0):
+        raise OpDomainError("log", ("array containing values <= 0",), "x > 0")
+    return np.log(x)
+
+
+def np_sigmoid(x):
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+OPS = [
+    OpSpec(
+        name="add", arity=2, symbol="+", formula="a + b", derivative_formula=("1", "1"),
+        forward=lambda a, b: a + b,
+        derivative=lambda a, b, out: (1.0, 1.0),
+        methods=(), operators=("__add__", "__radd__"),
+        torch=lambda a, b: a + b,
+        np_forward=lambda a, b: a + b, np_derivative=lambda a, b, out: (1.0, 1.0),
+    ),
+    OpSpec(
+        name="sub", arity=2, symbol="-", formula="a - b", derivative_formula=("1", "-1"),
+        forward=lambda a, b: a - b,
+        derivative=lambda a, b, out: (1.0, -1.0),
+        methods=(), operators=("__sub__", "__rsub__"),
+        torch=lambda a, b: a - b,
+        np_forward=lambda a, b: a - b, np_derivative=lambda a, b, out: (1.0, -1.0),
+    ),
+    OpSpec(
+        name="mul", arity=2, symbol="*", formula="a * b", derivative_formula=("b", "a"),
+        forward=lambda a, b: a * b,
+        derivative=lambda a, b, out: (b, a),
+        methods=(), operators=("__mul__", "__rmul__"),
+        torch=lambda a, b: a * b,
+        np_forward=lambda a, b: a * b, np_derivative=lambda a, b, out: (b, a),
+    ),
+    OpSpec(
+        name="div", arity=2, symbol="/", formula="a / b", derivative_formula=("1 / b", "-a / b**2"),
+        forward=divide,
+        derivative=lambda a, b, out: (1 / b, -out / b),
+        methods=(), operators=("__truediv__", "__rtruediv__"),
+        domain=Domain(kinks=((), (0.0,)), where=lambda a, b: b != 0, description="a non-zero divisor b"),
+        torch=lambda a, b: a / b,
+        np_forward=np_divide, np_derivative=lambda a, b, out: (1 / b, -out / b),
+    ),
+    OpSpec(
+        name="neg", arity=1, symbol="-", formula="-x", derivative_formula=("-1",),
+        forward=lambda x: -x,
+        derivative=lambda x, out: (-1.0,),
+        operators=("__neg__",),
+        torch=lambda x: -x,
+        np_forward=lambda x: -x, np_derivative=lambda x, out: (-1.0,),
+    ),
+    OpSpec(
+        name="pow", arity=1, symbol="**", formula="x ** exponent",
+        derivative_formula=("exponent * x ** (exponent - 1)",),
+        params={"exponent": None},
+        forward=power_of,
+        derivative=pow_derivative,
+        operators=("__pow__",),
+        domain=Domain(
+            kinks=((0.0,),),
+            where=lambda x, exponent: x > 0 or float(exponent).is_integer(),
+            description="a base >= 0 when the exponent is not a whole number (and a non-zero base "
+                        "for a negative exponent)",
+            params={"exponent": (2, 3, -1, 0.5, 1.5, -2.5, 0, 1)},
+        ),
+        torch=lambda x, exponent: x ** exponent,
+        np_forward=lambda x, exponent: np.power(x, exponent),
+        np_derivative=lambda x, out, exponent: (exponent * np.power(x, exponent - 1),),
+        doc="x ** exponent with a number exponent: Value(3) ** 2",
+    ),
+    OpSpec(
+        name="power", arity=2, symbol="**", formula="a ** b",
+        derivative_formula=("b * a ** (b - 1)", "a ** b * log(a)"),
+        forward=lambda a, b: power_of(a, b, op="power"),
+        derivative=power_derivative,
+        methods=(), operators=("__pow__", "__rpow__"),
+        domain=Domain(bounds=((0.0, math.inf), (-math.inf, math.inf)), kinks=((0.0,), ()),
+                      description="a base a > 0 (a ** b with both a Value)"),
+        torch=lambda a, b: a ** b,
+        np_forward=lambda a, b: np.power(a, b),
+        np_derivative=lambda a, b, out: (b * np.power(a, b - 1), out * np.log(a)),
+        doc="a ** b where the exponent is a Value: x ** y, 2 ** x",
+    ),
+    OpSpec(
+        name="exp", arity=1, formula="exp(x)", derivative_formula=("exp(x)",),
+        forward=exponential,
+        derivative=lambda x, out: (out,),
+        torch=lambda x: x.exp(),
+        np_forward=np.exp, np_derivative=lambda x, out: (out,),
+    ),
+    OpSpec(
+        name="log", arity=1, formula="log(x)", derivative_formula=("1 / x",),
+        forward=logarithm,
+        derivative=lambda x, out: (1 / x,),
+        domain=POSITIVE,
+        torch=lambda x: x.log(),
+        np_forward=np_log, np_derivative=lambda x, out: (1 / x,),
+    ),
+    OpSpec(
+        name="tanh", arity=1, formula="tanh(x)", derivative_formula=("1 - tanh(x)**2",),
+        forward=math.tanh,
+        derivative=lambda x, out: (1 - out * out,),
+        torch=lambda x: x.tanh(),
+        np_forward=np.tanh, np_derivative=lambda x, out: (1 - out * out,),
+    ),
+    OpSpec(
+        name="relu", arity=1, formula="max(0, x)", derivative_formula=("1 if x > 0 else 0",),
+        forward=relu,
+        derivative=lambda x, out: (1.0 if x > 0 else 0.0,),
+        domain=Domain(kinks=((0.0,),)),
+        torch=lambda x: x.relu(),
+        np_forward=lambda x: np.where(x > 0, x, 0.0),
+        np_derivative=lambda x, out: ((x > 0).astype(float),),
+    ),
+    OpSpec(
+        name="sigmoid", arity=1, formula="1 / (1 + exp(-x))", derivative_formula=("sigmoid(x) * (1 - sigmoid(x))",),
+        forward=sigmoid,
+        derivative=lambda x, out: (out * (1 - out),),
+        torch=lambda x: x.sigmoid(),
+        np_forward=np_sigmoid, np_derivative=lambda x, out: (out * (1 - out),),
+    ),
+]
+
+
+@hookimpl
+def minigrad_register_ops(register):
+    for spec in OPS:
+        register(spec)
