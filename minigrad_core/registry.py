@@ -146,6 +146,7 @@ class Registry:
         self.exporters: dict[str, Any] = {}
         self.commands: dict[str, Command] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self._replaced: set[str] = set()  # ops registered with replace=True
         self._collect()
 
     @classmethod
@@ -165,8 +166,7 @@ class Registry:
             ("minigrad_register_commands", "commands", self._add_command),
         )
         for hook_name, kind, add in hooks:
-            # pluggy lists implementations last-registered first; call them in registration order
-            for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls()):
+            for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
                 plugin_name = manager.get_name(impl.plugin)
 
                 def register(*args, _plugin=plugin_name, _add=add, _kind=kind, **kwargs):
@@ -190,6 +190,8 @@ class Registry:
         if not isinstance(spec, OpSpec):
             raise OpSpecError(f"plugin {plugin!r} registered {spec!r}, which is not an OpSpec")
         existing = self.ops.get(spec.name)
+        if existing is not None and spec.name in self._replaced and not replace:
+            return spec.name  # an explicit replace registered earlier wins, whatever the load order
         if existing is not None and not replace:
             raise RegistrationError(
                 f"op {spec.name!r} is provided by both plugin {existing.plugin!r} and plugin {plugin!r}. "
@@ -197,6 +199,8 @@ class Registry:
                 f"with {PLUGINS_ENV}."
             )
         self.ops[spec.name] = dataclasses.replace(spec, plugin=plugin)
+        if replace:
+            self._replaced.add(spec.name)
         return spec.name
 
     def _add_exporter(self, plugin: str, name: str, exporter: Any) -> str:

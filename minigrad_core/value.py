@@ -90,6 +90,8 @@ class Value:
         registry = get_registry()
         if name in type(self).__dict__:
             return getattr(self, name)
+        if name in registry.ops:
+            raise UnknownOpError(f"op {name!r} is not a Value method; call it as minigrad_core.ops.{name}(...)")
         raise UnknownOpError(f"Value has no method {name!r}: " + unknown_op_message(name, registry))
 
     def _repr_mimebundle_(self, include=None, exclude=None):
