@@ -13,6 +13,7 @@ reference counting at once, without waiting for Python's cyclic garbage collecto
 
 from __future__ import annotations
 
+import gc
 import numbers
 from typing import Any
 
@@ -299,11 +300,11 @@ def make_operator(dunder: str, value_spec, number_spec, reflected: bool):
                 raise TypeError(f"{dunder}: op {number_spec.name!r} takes a number as its {param!r}, not a Value")
             a, b = (other, self) if reflected else (self, other)
         else:
-            if not isinstance(other, numbers.Real) or isinstance(other, Value):
+            if type(other) is not float and type(other) is not int and not _is_real(other):
                 return _wrong_operand(dunder, self, other, value_spec or number_spec)
             if number_spec is not None:
                 return apply(number_spec, (self,), {param: other})
-            constant = Value(other)
+            constant = node(float(other), (), None)  # a number operand becomes a constant leaf
             a, b = (constant, self) if reflected else (self, constant)
         try:  # inlined apply() for the common binary case
             data = forward(a.data, b.data)
@@ -315,6 +316,10 @@ def make_operator(dunder: str, value_spec, number_spec, reflected: bool):
 
     operator.__name__ = dunder
     return operator
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, Value)
 
 
 def _as_op_error(spec, inputs, error):
@@ -355,23 +360,30 @@ def lazy_operator(dunder: str):
 
 # -- backward: topological order, then the chain rule ------------------------------------------
 
+_FINISH = object()  # stack marker: every input of the node below it has been listed
+
+
 def topological_order(root: Value) -> list[Value]:
     """Every node ``root`` depends on, each listed after all of its inputs.
 
     Iterative depth-first search: a chain a million nodes deep needs no recursion.
+    A node is pushed with a FINISH marker above it and its inputs above that; by the
+    time the marker comes off the stack, all of its inputs are in ``order``.
     """
-    order, visited = [], {root}
-    stack = [(root, iter(root._prev))]
+    order, seen, stack = [], set(), [root]
     while stack:
-        current, children = stack[-1]
-        for child in children:
-            if child not in visited:
-                visited.add(child)
-                stack.append((child, iter(child._prev)))
-                break
-        else:  # all inputs of `current` are listed: now it can be
-            stack.pop()
-            order.append(current)
+        current = stack.pop()
+        if current is _FINISH:
+            order.append(stack.pop())
+            continue
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.append(current)
+        stack.append(_FINISH)
+        for child in current._prev:
+            if child not in seen:
+                stack.append(child)
     return order
 
 
@@ -381,6 +393,18 @@ def backward(root: Value, create_graph: bool = False) -> list[Value]:
     The order is reverse topological: a node passes its gradient on only once every
     node that uses it has added its share, which is why ``+=`` is right.
     """
+    # The pass allocates only acyclic temporaries; pausing the cyclic collector keeps it from
+    # tracing the whole live graph over and over while we walk it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _backward_pass(root, create_graph)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _backward_pass(root: Value, create_graph: bool) -> list[Value]:
     order = topological_order(root)
     for n in order:
         if n._spec is not None:
