@@ -80,7 +80,10 @@ class Value:
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""
-        return f"Value(data={self.data!r}, grad={self.grad!r}{label})"
+        grad = self.grad
+        # a gradient from create_graph=True is shown as its number, not as its whole graph
+        shown = f"Value({grad.data!r})" if type(grad) is Value else repr(grad)
+        return f"Value(data={self.data!r}, grad={shown}{label})"
 
     def __getattr__(self, name: str):
         # Only reached when normal lookup fails: the first use of an op loads the plugins.
@@ -420,9 +423,14 @@ def _backward_pass(root: Value, create_graph: bool) -> list[Value]:
         if n._spec is not None:
             step(n)
     if create_graph:
-        for n in order:  # every gradient becomes a Value, even a constant one
-            if type(n.grad) is not Value:
-                n.grad = Value(0.0 if n.grad is None else n.grad)
+        for n in order:  # every gradient becomes a Value of its own, even a constant one
+            gradient = n.grad
+            if type(gradient) is not Value:
+                n.grad = Value(0.0 if gradient is None else gradient)
+            elif gradient._spec is None:
+                # a leaf passed through unchanged (x.grad would *be* y for x * y): give it a node
+                # of its own, so that updating that leaf's data later cannot change this gradient
+                n.grad = gradient + 0.0
     return order
 
 
@@ -435,7 +443,9 @@ def propagate(n: Value) -> None:
         else:
             partials = spec.derivative(*[c.data for c in children], n.data)
     except (ArithmeticError, ValueError) as error:
-        raise _as_op_error(spec, [c.data for c in children], error) from error
+        if isinstance(error, OpDomainError):
+            raise
+        raise _domain_error(spec, [c.data for c in children], n._params, error) from error
     if len(partials) != len(children):
         raise _partials_error(spec, len(children), partials)
     upstream = n.grad
