@@ -1,4 +1,5 @@
-"""The ``minigrad`` command: ``minigrad ops``, ``minigrad plugins``, and commands from plugins."""
+"""The ``minigrad`` command: ``minigrad ops``, ``minigrad plugins``, ``minigrad explain``, and
+commands from plugins."""
 
 from __future__ import annotations
 
@@ -66,6 +67,39 @@ def _run_plugins(args) -> int:
     return 0
 
 
+def _configure_explain(parser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "example:\n  minigrad explain \"tanh(x1*w1 + x2*w2 + b)\" x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n\n"
+        "The expression may use numbers, the bound names, + - * / ** and unary -, and any registered\n"
+        "op as a function (see `minigrad ops`); it is parsed, never evaluated as Python."
+    )
+    parser.add_argument("expression", help='the expression, e.g. "tanh(x*w + b)"')
+    parser.add_argument("bindings", nargs="*", metavar="NAME=VALUE", help="a number for each name")
+    parser.add_argument("--digits", type=_digits, default=4, help="significant digits shown, 1 to 17 (default 4)")
+    parser.add_argument("--json", action="store_true", help="print the steps as JSON instead of text")
+
+
+def _digits(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 17):
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 17, got {text!r}")
+    return int(text)
+
+
+def _run_explain(args) -> int:
+    from .explain import explain
+    from .expr import parse, parse_bindings
+
+    expression = parse(args.expression)
+    root = expression.evaluate(parse_bindings(args.bindings))
+    explanation = explain(root, digits=args.digits)
+    if args.json:
+        print(json.dumps(explanation.as_dict(), indent=2))
+    else:
+        print(explanation.text)
+    return 0
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -74,6 +108,10 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.set_defaults(run=run)
+    sub = commands.add_parser("explain", help="narrate the backward pass of an expression, step by step",
+                              description="narrate the backward pass of an expression, step by step")
+    _configure_explain(sub)
+    sub.set_defaults(run=_run_explain)
     for command in registry.commands.values():
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
         command.configure(sub)

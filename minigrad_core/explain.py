@@ -1,0 +1,349 @@
+"""The backward pass, narrated step by step in the order it runs.
+
+    >>> from minigrad_core.explain import explain
+    >>> print(explain(o))            # text for a learner
+    >>> explain(o).steps[3].local    # the same, as data
+
+Each step is one use of the chain rule, ``child.grad += local * node.grad``: it names the
+node passing its gradient on, the input receiving it, the op's local-derivative formula
+(from the op's OpSpec) with the numbers filled in, the contribution, and the input's
+gradient so far. The explanation computes the gradients itself, exactly as
+``Value.backward`` does on a fresh graph, and changes no ``.grad``: run ``backward()``
+to fill them in (tests check that both agree).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .value import Value, _as_op_error, _partials_error, topological_order
+
+__all__ = ["explain", "Explanation", "Step", "node_names", "format_number", "WHY_TOPOLOGICAL"]
+
+WHY_TOPOLOGICAL = (
+    "Why this order? A value's gradient is the sum of the contributions of every node that "
+    "uses it (the chain rule: paths add up). A node may pass its gradient on only once that "
+    "gradient is complete, that is, after every node that uses it has contributed. Visiting "
+    "the nodes in reverse topological order (each node after all the nodes that use it) "
+    "guarantees exactly that, so every gradient is final before it is passed on."
+)
+
+WHY_ACCUMULATE = (
+    "a value used in several places receives one contribution per use, and they add up; "
+    "that is why backward() does child.grad += ... and not child.grad = ..."
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the backward pass: the seed (index 0) or one use of the chain rule."""
+
+    index: int
+    kind: str  # "seed" or "contribution"
+    node: int  # position in ``Explanation.order`` of the node passing its gradient on
+    target: int  # position of the node receiving it (the root, for the seed)
+    node_name: str
+    target_name: str
+    op: str = ""  # the op's name, e.g. "tanh"
+    input_index: int = 0  # which input of the node the target is
+    input_role: str = ""  # that input's name in the op's formulas, e.g. "x" or "b"
+    formula: str = ""  # d node / d input in the op's own names, e.g. "1 - tanh(x)**2"
+    formula_named: str = ""  # ... with the graph's names, e.g. "1 - tanh(n4)**2"
+    formula_numbers: str = ""  # ... with the numbers, e.g. "1 - tanh(0.8814)**2"
+    local: float = 1.0  # the local derivative's value
+    upstream: float = 1.0  # the node's gradient, complete by now
+    contribution: float = 1.0  # local * upstream
+    grad_before: float = 0.0
+    grad_after: float = 1.0
+    repeat: int = 0  # how many contributions the target had already received
+    uses: int = 1  # how many contributions the target receives in all
+    lines: tuple[str, ...] = ()  # this step narrated
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "lines"}
+        data["text"] = self.text
+        return data
+
+
+@dataclass
+class Explanation:
+    """The narrated backward pass of ``root``; ``str()`` gives the text."""
+
+    root: Value
+    order: list[Value]  # topological order: each node after its inputs
+    names: list[str]  # a name per node of ``order``: its label, or n1, n2 ...
+    definitions: list[str]  # per node, how it is computed, e.g. "n3 = x1 * w1"
+    steps: list[Step]
+    grads: list[float]  # per node of ``order``: the gradient the pass computes
+    digits: int = 4
+    header: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        lines = list(self.header)
+        lines.append("")
+        lines.append("Forward pass (each value after its inputs):")
+        for node, definition in zip(self.order, self.definitions):
+            lines.append(f"  {definition} = {self.number(node.data)}")
+        lines.append("")
+        lines.append(f"Backward pass from {ref(self.names[-1])}, in the order it runs:")
+        for step in self.steps:
+            lines.extend(step.lines)
+        lines.append("")
+        lines.append(f"Gradients (d {ref(self.names[-1])} / d value):")
+        for name, grad in zip(self.names, self.grads):
+            lines.append(f"  {ref(name)}.grad = {self.number(grad)}")
+        return "\n".join(lines)
+
+    def number(self, x: float) -> str:
+        return format_number(x, self.digits)
+
+    def grad_of(self, node: Value) -> float:
+        """The gradient this pass computes for ``node``."""
+        for candidate, grad in zip(self.order, self.grads):
+            if candidate is node:
+                return grad
+        raise KeyError(f"{node!r} is not part of the graph of {self.root!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready): nodes by their position in ``order``, steps, the why."""
+        position = {id(node): i for i, node in enumerate(self.order)}
+        nodes = []
+        for i, node in enumerate(self.order):
+            spec = node._spec
+            nodes.append({
+                "index": i, "name": self.names[i], "definition": self.definitions[i],
+                "op": spec.name if spec is not None else "", "symbol": node._op,
+                "formula": spec.describe() if spec is not None else "",
+                "derivative_formula": list(spec.derivative_formula) if spec is not None else [],
+                "inputs": [position[id(child)] for child in node._prev],
+                "data": _json_number(node.data), "grad": _json_number(self.grads[i]),
+            })
+        return {
+            "root": len(self.order) - 1, "digits": self.digits, "why": WHY_TOPOLOGICAL,
+            "nodes": nodes,
+            "steps": [{k: _json_number(v) if isinstance(v, float) else v for k, v in s.as_dict().items()}
+                      for s in self.steps],
+        }
+
+
+def explain(root: Value, digits: int = 4) -> Explanation:
+    """Narrate the backward pass from ``root`` (numbers shown with ``digits`` significant digits)."""
+    if not isinstance(root, Value):
+        raise TypeError(f"explain() takes a Value, got {root!r} of type {type(root).__name__}")
+    if not (isinstance(digits, int) and 1 <= digits <= 17):
+        raise ValueError(f"explain(): digits must be a whole number from 1 to 17, got {digits!r}")
+    order = topological_order(root)
+    position = {id(node): i for i, node in enumerate(order)}
+    names = node_names(order)
+    fmt = lambda x: format_number(x, digits)  # noqa: E731
+    definitions = [_definition(node, ref(names[i]), [ref(names[position[id(c)]]) for c in node._prev])
+                   for i, node in enumerate(order)]
+
+    uses = [0] * len(order)  # how many contributions each node will receive
+    for node in order:
+        if node._spec is not None:
+            for child in node._prev:
+                uses[position[id(child)]] += 1
+
+    grads = [0.0] * len(order)
+    received = [0] * len(order)
+    root_index = len(order) - 1
+    grads[root_index] = 1.0
+    root_name = names[root_index]
+    steps = [Step(
+        index=0, kind="seed", node=root_index, target=root_index, node_name=root_name, target_name=root_name,
+        lines=(f"Step 0: {ref(root_name)}.grad = 1   (d {ref(root_name)} / d {ref(root_name)} = 1: "
+               f"the seed of the backward pass)",),
+    )]
+    for i in range(len(order) - 1, -1, -1):
+        node = order[i]
+        spec = node._spec
+        if spec is None:
+            continue
+        children = node._prev
+        partials = _partials(node)
+        child_names = [ref(names[position[id(c)]]) for c in children]
+        roles = _roles(spec, len(children))
+        templates = _derivative_templates(spec, len(children))
+        params = node._params or {}
+        upstream = grads[i]
+        for k, (child, local) in enumerate(zip(children, partials)):
+            local = _as_float(local)
+            j = position[id(child)]
+            before = grads[j]
+            contribution = local * upstream
+            grads[j] = before + contribution
+            formula = templates[k] if templates else ""
+            by_name = dict(zip(roles, child_names))
+            by_name["out"] = ref(names[i])
+            by_number = {role: fmt(c.data) for role, c in zip(roles, children)}
+            by_number["out"] = fmt(node.data)
+            for p, value in params.items():
+                by_name[p] = by_number[p] = fmt(value) if isinstance(value, float) else str(value)
+            formula_named = substitute(formula, by_name) if formula else ""
+            formula_numbers = substitute(formula, by_number) if formula else ""
+            step = Step(
+                index=len(steps), kind="contribution", node=i, target=j, node_name=names[i],
+                target_name=names[j], op=spec.name, input_index=k, input_role=roles[k] if roles else "",
+                formula=formula, formula_named=formula_named, formula_numbers=formula_numbers,
+                local=local, upstream=upstream, contribution=contribution, grad_before=before,
+                grad_after=grads[j], repeat=received[j], uses=uses[j],
+            )
+            received[j] += 1
+            steps.append(_narrate(step, definitions[i], fmt, first_repeat=not any(s.repeat for s in steps)))
+    header = [f"The backward pass of {definitions[-1]} = {fmt(root.data)}: "
+              f"{len(order)} values, {len(steps) - 1} uses of the chain rule "
+              f"(child.grad += local derivative * node.grad).", WHY_TOPOLOGICAL]
+    return Explanation(root=root, order=order, names=names, definitions=definitions, steps=steps,
+                       grads=grads, digits=digits, header=header)
+
+
+# -- naming and formulas ---------------------------------------------------------------------
+
+def node_names(order: list[Value]) -> list[str]:
+    """A readable name per node: its label, or n1, n2 ... in order; repeated labels get #2, #3."""
+    labels = {node.label for node in order if node.label}
+    names, seen, counter = [], {}, 0
+    for node in order:
+        if node.label:
+            seen[node.label] = seen.get(node.label, 0) + 1
+            names.append(node.label if seen[node.label] == 1 else f"{node.label}#{seen[node.label]}")
+            continue
+        counter += 1
+        while f"n{counter}" in labels:
+            counter += 1
+        names.append(f"n{counter}")
+    return names
+
+
+def ref(name: str) -> str:
+    """A node's name as it reads inside a sentence: labels like 'x1*w1 + b' get parentheses."""
+    return name if _PLAIN_NAME.fullmatch(name) else f"({name})"
+
+
+_PLAIN_NAME = re.compile(r"[\w.#']+")
+
+
+def format_number(x: float, digits: int = 4) -> str:
+    if isinstance(x, Value):
+        x = x.data
+    if x == 0:
+        return "0"  # never "-0"
+    return f"{x:.{digits}g}"
+
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b(?!\s*\()")  # a name that is not a function call
+
+
+def substitute(template: str, values: dict[str, str]) -> str:
+    """Replace the names in a formula (not the functions it calls) by text: numbers or names.
+
+    A negative number gets parentheses unless it already sits alone in them or opens the
+    formula: ``b * a ** (b - 1)`` with a=2, b=-3 reads ``-3 * 2 ** ((-3) - 1)``.
+    """
+
+    def replace(match: re.Match) -> str:
+        name = match.group(0)
+        if name not in values:
+            return name
+        text = values[name]
+        if text.startswith("-"):
+            before = template[:match.start()].rstrip()
+            after = template[match.end():].lstrip()
+            alone = before.endswith(("(", ",")) and after.startswith((")", ","))
+            if not (alone or (before == "" and not after.startswith("**"))):
+                text = f"({text})"
+        return text
+
+    return _IDENTIFIER.sub(replace, template)
+
+
+def _roles(spec, n_inputs: int) -> tuple[str, ...]:
+    """The op's own names for its inputs, when it has a fixed number of them."""
+    names = spec.input_names
+    return tuple(names) if spec.arity is not None and len(names) == n_inputs else ()
+
+
+def _derivative_templates(spec, n_inputs: int) -> tuple[str, ...]:
+    """One derivative formula per input: the op's own, or its single rule for every input
+    of a variadic op; none when the op's formulas do not say which input is which."""
+    formulas = tuple(spec.derivative_formula)
+    if spec.arity is not None and len(formulas) == n_inputs:
+        return formulas
+    if spec.arity is None and len(formulas) == 1:
+        return formulas * n_inputs
+    return ()
+
+
+def _definition(node: Value, name: str, child_names: list[str]) -> str:
+    spec = node._spec
+    if spec is None:
+        return name
+    roles = _roles(spec, len(child_names))
+    if spec.formula and roles:
+        values = dict(zip(roles, child_names))
+        values.update({p: format_number(v) if isinstance(v, float) else str(v)
+                       for p, v in (node._params or {}).items()})
+        return f"{name} = {substitute(spec.formula, values)}"
+    params = [f"{p}={v}" for p, v in (node._params or {}).items()]
+    return f"{name} = {spec.name}({', '.join(child_names + params)})"
+
+
+def _partials(node: Value) -> tuple:
+    """The op's local derivatives, computed as Value.backward computes them."""
+    spec, children = node._spec, node._prev
+    inputs = [c.data for c in children]
+    try:
+        partials = spec.derivative(*inputs, node.data, **(node._params or {}))
+    except (ArithmeticError, ValueError) as error:
+        raise _as_op_error(spec, inputs, error) from error
+    if len(partials) != len(children):
+        raise _partials_error(spec, len(children), partials)
+    return tuple(partials)
+
+
+def _as_float(x) -> float:
+    return x.data if isinstance(x, Value) else float(x)
+
+
+def _json_number(x):
+    # JSON has no inf or nan: keep them readable as text
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _narrate(step: Step, definition: str, fmt, first_repeat: bool) -> Step:
+    node, target = ref(step.node_name), ref(step.target_name)
+    role = f" (its input {step.input_role})" if step.input_role and step.input_role != step.target_name else ""
+    lines = [f"Step {step.index}: {definition} passes its gradient to {target}{role}"]
+    term = lambda x: f"({fmt(x)})" if fmt(x).startswith("-") else fmt(x)  # noqa: E731
+    chain = [f"d {node} / d {target}"]
+    for form in (step.formula, step.formula_named, step.formula_numbers):
+        if form and form != chain[-1]:
+            chain.append(form)
+    if fmt(step.local) != chain[-1]:
+        chain.append(fmt(step.local))
+    lines.append("  local derivative:  " + " = ".join(chain))
+    lines.append(f"  contribution:      {fmt(step.local)} * {node}.grad ({fmt(step.upstream)}) = "
+                 f"{fmt(step.contribution)}")
+    if step.repeat == 0:
+        lines.append(f"  {target}.grad = {fmt(step.grad_before)} + {term(step.contribution)} = {fmt(step.grad_after)}"
+                     + (f"   (first of {step.uses} contributions)" if step.uses > 1 else ""))
+    else:
+        why = f": {WHY_ACCUMULATE}" if first_repeat else ""
+        lines.append(f"  {target}.grad += {fmt(step.contribution)}  ->  {fmt(step.grad_before)} + "
+                     f"{term(step.contribution)} = {fmt(step.grad_after)}")
+        lines.append(f"  (contribution {step.repeat + 1} of {step.uses} to {target}.grad{why})")
+    return Step(**{**{k: getattr(step, k) for k in step.__dataclass_fields__}, "lines": tuple(lines)})
