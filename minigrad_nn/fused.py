@@ -1,0 +1,95 @@
+"""The nn plugin's own op: a neuron's weighted sum as ONE node.
+
+    weighted_sum(w_1, ..., w_n, x_1, ..., x_n, b) = w_1*x_1 + ... + w_n*x_n + b
+
+Built from ``*`` and ``+`` a neuron of n inputs makes 2n nodes; fused it makes one, with
+2n + 1 inputs. The local derivatives are the textbook ones:
+
+    d/dw_i = x_i      d/dx_i = w_i      d/db = 1
+
+The derivative rule is plain arithmetic on its inputs, so it works on Values too and the
+fused op can be differentiated again (``backward(create_graph=True)``).
+"""
+
+from __future__ import annotations
+
+from minigrad_core import Domain, OpSpec
+
+
+def _halves(name: str, inputs: tuple):
+    """Split (w_1..w_n, x_1..x_n, b) into (ws, xs, b), checking there are 2n + 1 inputs."""
+    count = len(inputs)
+    if count % 2 == 0:
+        raise TypeError(
+            f"op {name!r} takes 2n + 1 inputs (w_1..w_n, x_1..x_n, b): n weights, n inputs and a bias; "
+            f"got {count} input(s), an even number"
+        )
+    n = count // 2
+    return inputs[:n], inputs[n:2 * n], inputs[-1]
+
+
+def weighted_sum(*inputs):
+    ws, xs, b = _halves("weighted_sum", inputs)
+    total = b
+    for w, x in zip(ws, xs):  # left to right, so every rule below rounds the same way
+        total += w * x
+    return total
+
+
+def weighted_sum_derivative(*inputs_and_out):
+    ws, xs, _ = _halves("weighted_sum", inputs_and_out[:-1])
+    return (*xs, *ws, 1.0)
+
+
+# Batched rules: each input is a numpy array holding one value per example (a weight or
+# the bias may be a plain number, shared by every example). The same formulas broadcast.
+def np_weighted_sum(*inputs):
+    ws, xs, b = _halves("weighted_sum", inputs)
+    total = b
+    for w, x in zip(ws, xs):
+        total = total + w * x
+    return total
+
+
+def np_weighted_sum_derivative(*inputs_and_out):
+    ws, xs, _ = _halves("weighted_sum", inputs_and_out[:-1])
+    return (*xs, *ws, 1.0)
+
+
+# Replay's code generator inlines these: the expression of the sum, and the partials,
+# which are just the other inputs' names.
+def code_weighted_sum(*names):
+    ws, xs, b = _halves("weighted_sum", names)
+    return " + ".join([b, *(f"{w} * {x}" for w, x in zip(ws, xs))])
+
+
+def code_weighted_sum_derivative(*names_and_out):
+    ws, xs, _ = _halves("weighted_sum", names_and_out[:-1])
+    return (*xs, *ws, "1.0")
+
+
+def torch_weighted_sum(*inputs):
+    ws, xs, b = _halves("weighted_sum", inputs)
+    total = b
+    for w, x in zip(ws, xs):
+        total = total + w * x
+    return total
+
+
+WEIGHTED_SUM = OpSpec(
+    name="weighted_sum",
+    arity=None,  # 2n + 1 inputs, for any n >= 0
+    symbol="Σwx+b",
+    forward=weighted_sum,
+    derivative=weighted_sum_derivative,
+    formula="w_1*x_1 + ... + w_n*x_n + b",
+    inputs=("w_i", "x_i", "b"),  # the pattern of the 2n + 1 inputs: n of w_i, n of x_i, then b
+    derivative_formula=("x_i", "w_i", "1"),
+    methods=(),
+    domain=Domain(description="any real numbers, 2n + 1 of them: n weights, n inputs, a bias"),
+    torch=torch_weighted_sum,
+    np_forward=np_weighted_sum,
+    np_derivative=np_weighted_sum_derivative,
+    code={"forward": code_weighted_sum, "derivative": code_weighted_sum_derivative},
+    doc="A neuron's pre-activation as one node: weighted_sum(w_1..w_n, x_1..x_n, b) = Σ w_i*x_i + b.",
+)
