@@ -436,6 +436,12 @@ def _backward_pass(root: Value, create_graph: bool) -> list[Value]:
 
 def propagate(n: Value) -> None:
     """The chain rule for one node, on numbers: child.grad += (d n / d child) * n.grad."""
+    upstream = n.grad
+    if upstream == 0.0:
+        # Every contribution would be 0 * partial = 0 (a relu that is off, say): skip the work.
+        # Only an infinite partial would differ (0 * inf is nan), at a point where the
+        # derivative does not exist anyway.
+        return
     spec, children = n._spec, n._prev
     try:
         if n._params:
@@ -448,7 +454,6 @@ def propagate(n: Value) -> None:
         raise _domain_error(spec, [c.data for c in children], n._params, error) from error
     if len(partials) != len(children):
         raise _partials_error(spec, len(children), partials)
-    upstream = n.grad
     for child, partial in zip(children, partials):
         child.grad += partial * upstream
 
