@@ -80,10 +80,41 @@ def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set
 
 def register_into(manager, plugin: Any, name: str | None = None) -> str:
     name = name or getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or type(plugin).__name__
-    manager.register(plugin, name=name)
+    _check_hooks_are_marked(plugin, name)
+    try:
+        manager.register(plugin, name=name)
+    except (ValueError, pluggy.PluginValidationError) as error:
+        raise RegistrationError(f"plugin {name!r} could not be registered: {error}") from None
+    _check_hooks_are_known(manager, plugin, name)
     module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
     manager.minigrad_info[name] = PluginInfo(name=name, module=module)
     return name
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in vars(hookspecs) if name.startswith("minigrad_"))
+
+
+def _check_hooks_are_marked(plugin: Any, name: str) -> None:
+    """A hook function without ``@hookimpl`` is silently ignored by pluggy: say so instead."""
+    for hook in _hook_names():
+        function = getattr(plugin, hook, None)
+        if callable(function) and not hasattr(function, f"{ENTRY_POINT_GROUP}_impl"):
+            raise RegistrationError(
+                f"plugin {name!r} defines {hook} but does not mark it with @hookimpl, so MiniGrad would "
+                f"never call it; add `from minigrad_core import hookimpl` and put @hookimpl above it"
+            )
+
+
+def _check_hooks_are_known(manager, plugin: Any, name: str) -> None:
+    """A misspelt hook name would never be called: refuse the plugin, naming it."""
+    for caller in manager.get_hookcallers(plugin) or ():
+        if not caller.has_spec():
+            manager.unregister(plugin)
+            raise RegistrationError(
+                f"plugin {name!r} implements {caller.name!r}, which is not a MiniGrad hook; "
+                f"the hooks are: {', '.join(_hook_names())}"
+            )
 
 
 def _load_entry_points(manager, chosen: set[str] | None) -> None:
@@ -102,19 +133,29 @@ def _load_entry_points(manager, chosen: set[str] | None) -> None:
             continue
         if manager.has_plugin(entry_point.name):
             continue  # the same entry point seen twice (e.g. an editable install plus a copy)
+        who = f"MiniGrad plugin {entry_point.name!r} (entry point {entry_point.value!r} of distribution " \
+              f"{distribution or '?'} {version})".replace(" )", ")")
+        loaded = installed if chosen is None else installed & chosen
         try:
             plugin = entry_point.load()
         except Exception as error:
-            others = sorted(installed - {entry_point.name})
             raise PluginLoadError(
-                f"MiniGrad plugin {entry_point.name!r} (entry point {entry_point.value!r} of distribution "
-                f"{distribution or '?'} {version}) failed to import: {type(error).__name__}: {error}. "
-                f"To run without it, choose the plugins to load, e.g. {PLUGINS_ENV}={','.join(others)}"
+                f"{who} failed to import: {type(error).__name__}: {error}. "
+                + without_plugin_hint(entry_point.name, loaded)
             ) from error
-        manager.register(plugin, name=entry_point.name)
+        try:
+            register_into(manager, plugin, entry_point.name)
+        except RegistrationError as error:
+            raise PluginLoadError(f"{who}: {error}. " + without_plugin_hint(entry_point.name, loaded)) from None
         manager.minigrad_info[entry_point.name] = PluginInfo(
             name=entry_point.name, distribution=distribution, version=version, module=entry_point.value
         )
+
+
+def without_plugin_hint(plugin: str, loaded: Iterable[str]) -> str:
+    """How to run without one installed plugin: name the others in MINIGRAD_PLUGINS."""
+    others = ",".join(sorted(set(loaded) - {plugin}))
+    return f"To run without it, choose the plugins to load: {PLUGINS_ENV}={others}" + ("" if others else " (none)")
 
 
 def _distribution(entry_point) -> tuple[str, str]:
@@ -176,15 +217,39 @@ class Registry:
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
                 except MiniGradError as error:
-                    if plugin_name in str(error):
-                        raise
-                    raise type(error)(f"plugin {plugin_name!r}: {error}") from error
+                    raise self._plugin_error(plugin_name, error) from error
                 except Exception as error:
-                    raise PluginLoadError(
-                        f"plugin {plugin_name!r} failed in its {hook_name} hook: "
-                        f"{type(error).__name__}: {error}"
-                    ) from error
-        self._check_installable()
+                    raise PluginLoadError(self._blame(
+                        plugin_name,
+                        f"plugin {plugin_name!r} failed in its {hook_name} hook: {type(error).__name__}: {error}",
+                    )) from error
+        try:
+            self._check_installable()
+        except MiniGradError as error:  # a clash between two ops: the message names both plugins
+            if PLUGINS_ENV not in str(error):
+                error.args = (f"{error}. To load fewer plugins, list the ones to load in {PLUGINS_ENV}.",)
+            raise
+
+    def _blame(self, plugin: str, message: str) -> str:
+        """``message``, naming the plugin (and its distribution) and how to run without it."""
+        if f"plugin {plugin!r}" not in message:
+            message = f"plugin {plugin!r}: {message}"
+        info = self.plugins.get(plugin)
+        if info is not None and info.distribution:  # an installed plugin: MINIGRAD_PLUGINS can leave it out
+            who = f"plugin {plugin!r} (distribution {info.distribution} {info.version})".replace(" )", ")")
+            message = message.replace(f"plugin {plugin!r}", who, 1)
+            if PLUGINS_ENV not in message:
+                installed = [name for name, other in self.plugins.items() if other.distribution]
+                message = f"{message.rstrip('. ')}. {without_plugin_hint(plugin, installed)}"
+        return message
+
+    def _plugin_error(self, plugin: str, error: MiniGradError) -> MiniGradError:
+        """The same kind of error, its message naming the plugin that caused it."""
+        message = self._blame(plugin, str(error))
+        try:
+            return type(error)(message)
+        except TypeError:  # an error class whose constructor takes other arguments
+            return RegistrationError(message)
 
     def _add_op(self, plugin: str, spec: OpSpec, replace: bool = False) -> str:
         if not isinstance(spec, OpSpec):
@@ -304,9 +369,6 @@ def activate(registry: Registry) -> Registry:
     from . import value
 
     global _active
-    for name in _installed:
-        delattr(value.Value, name)
-    _installed.clear()
     methods: dict[str, Any] = {}
     for spec in registry.ops.values():
         for method in spec.method_names:
@@ -316,9 +378,15 @@ def activate(registry: Registry) -> Registry:
         methods[dunder] = value.make_operator(dunder, value_spec, number_spec, reflected)
     for dunder in _COMMON_OPERATORS:
         methods.setdefault(dunder, value.missing_operator(dunder))
+    for name in methods:  # check everything before changing Value, so a refusal leaves it intact
+        if name in value.Value.__dict__ and name not in _installed:
+            owner = next((s for s in registry.ops.values() if name in s.method_names), None)
+            who = f"op {owner.name!r} (plugin {owner.plugin!r})" if owner else "an op"
+            raise RegistrationError(f"{who} would replace Value's own attribute {name!r}; choose another method name")
+    for name in _installed:
+        delattr(value.Value, name)
+    _installed.clear()
     for name, method in methods.items():
-        if name in value.Value.__dict__:
-            raise RegistrationError(f"op method {name!r} would replace Value's own attribute {name!r}")
         setattr(value.Value, name, method)
         _installed[name] = method
     _active = registry
@@ -408,8 +476,23 @@ class _RuntimeOp:
 
 
 def register_op(spec: OpSpec, replace: bool = False) -> OpSpec:
-    """Register one op now (a notebook's way to add an op); returns the registered spec."""
-    register_plugin(_RuntimeOp(spec, replace), name=f"runtime:{spec.name}")
+    """Register one op now (a notebook's way to add an op); returns the registered spec.
+
+    Running the same cell again replaces the op it registered before: a run-time op
+    may always be redefined. Clashing with an op from another plugin needs ``replace=True``.
+    """
+    name = f"runtime:{spec.name}"
+    manager = get_registry().plugin_manager
+    previous = manager.get_plugin(name)
+    if previous is not None:
+        manager.unregister(name=name)
+    try:
+        register_plugin(_RuntimeOp(spec, replace), name=name)
+    except Exception:
+        if previous is not None:  # keep the earlier definition rather than none
+            register_into(manager, previous, name)
+            reload()
+        raise
     return get_registry().ops[spec.name]
 
 
@@ -434,21 +517,32 @@ def op(forward: Callable | None = None, *, derivative: Callable, name: str | Non
         def cube(x):
             return x**3
 
-    After it, ``Value(2).cube()`` works; the arity is the forward's parameter count.
+    After it, ``Value(2).cube()`` works, and ``cube`` itself applies the op: on a Value it
+    records a node, on a number it computes. The arity is the forward's parameter count
+    (those named in ``params`` excepted); other keywords are ``OpSpec`` fields.
     """
+    import functools
     import inspect
 
+    from .functional import ops
+
     def decorate(function: Callable) -> Callable:
-        params = metadata.pop("params", {})
-        arity = metadata.pop("arity", None)
+        fields = dict(metadata)
+        params = fields.pop("params", {})
+        arity = fields.pop("arity", None)
         if arity is None:
             positional = [p for p in inspect.signature(function).parameters.values()
                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in params]
             arity = len(positional)
-        spec = OpSpec(name=name or function.__name__, arity=arity, forward=function,
-                      derivative=derivative, params=params, **metadata)
-        register_op(spec, replace=replace)
-        return function
+        spec = register_op(OpSpec(name=name or function.__name__, arity=arity, forward=function,
+                                  derivative=derivative, params=params, **fields), replace=replace)
+
+        @functools.wraps(function)
+        def apply_op(*inputs, **params):
+            return getattr(ops, spec.name)(*inputs, **params)
+
+        apply_op.spec = spec
+        return apply_op
 
     return decorate(forward) if forward is not None else decorate
 

@@ -1,0 +1,16 @@
+"""Hypothesis settings for this package's tests when they run on their own.
+
+Inside MiniGrad's own suite its conftest.py has registered and loaded the ``ci`` profile
+already; a stand-alone run (``pytest tests`` in this folder) gets the same one here.
+"""
+
+import os
+
+from hypothesis import settings
+from hypothesis.errors import InvalidArgument
+
+try:
+    settings.get_profile("ci")
+except InvalidArgument:
+    settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
