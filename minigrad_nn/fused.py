@@ -29,29 +29,17 @@ def _halves(name: str, inputs: tuple):
 
 
 def weighted_sum(*inputs):
+    """The forward rule. It adds with ``+`` only, so the same function serves numbers, numpy
+    arrays of a batch (a weight or the bias may be a plain number shared by every example)
+    and torch tensors."""
     ws, xs, b = _halves("weighted_sum", inputs)
     total = b
     for w, x in zip(ws, xs):  # left to right, so every rule below rounds the same way
-        total += w * x
-    return total
-
-
-def weighted_sum_derivative(*inputs_and_out):
-    ws, xs, _ = _halves("weighted_sum", inputs_and_out[:-1])
-    return (*xs, *ws, 1.0)
-
-
-# Batched rules: each input is a numpy array holding one value per example (a weight or
-# the bias may be a plain number, shared by every example). The same formulas broadcast.
-def np_weighted_sum(*inputs):
-    ws, xs, b = _halves("weighted_sum", inputs)
-    total = b
-    for w, x in zip(ws, xs):
         total = total + w * x
     return total
 
 
-def np_weighted_sum_derivative(*inputs_and_out):
+def weighted_sum_derivative(*inputs_and_out):
     ws, xs, _ = _halves("weighted_sum", inputs_and_out[:-1])
     return (*xs, *ws, 1.0)
 
@@ -68,14 +56,6 @@ def code_weighted_sum_derivative(*names_and_out):
     return (*xs, *ws, "1.0")
 
 
-def torch_weighted_sum(*inputs):
-    ws, xs, b = _halves("weighted_sum", inputs)
-    total = b
-    for w, x in zip(ws, xs):
-        total = total + w * x
-    return total
-
-
 WEIGHTED_SUM = OpSpec(
     name="weighted_sum",
     arity=None,  # 2n + 1 inputs, for any n >= 0
@@ -87,9 +67,9 @@ WEIGHTED_SUM = OpSpec(
     derivative_formula=("x_i", "w_i", "1"),
     methods=(),
     domain=Domain(description="any real numbers, 2n + 1 of them: n weights, n inputs, a bias"),
-    torch=torch_weighted_sum,
-    np_forward=np_weighted_sum,
-    np_derivative=np_weighted_sum_derivative,
+    torch=weighted_sum,
+    np_forward=weighted_sum,
+    np_derivative=weighted_sum_derivative,
     code={"forward": code_weighted_sum, "derivative": code_weighted_sum_derivative},
     doc="A neuron's pre-activation as one node: weighted_sum(w_1..w_n, x_1..x_n, b) = Σ w_i*x_i + b.",
 )
