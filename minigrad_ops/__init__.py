@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from minigrad_core import Domain, OpDomainError, OpSpec, OpZeroDivisionError, hookimpl, ops
+from minigrad_core import Domain, OpDomainError, OpSpec, OpZeroDivisionError, Value, hookimpl, ops
 
 ANY = Domain()
 POSITIVE = Domain(bounds=((0.0, math.inf),), kinks=((0.0,),), description="x > 0")
@@ -69,14 +69,21 @@ def relu(x):
 
 # -- derivative rules that need more than one line ------------------------------------------
 
+def _power(x, exponent):
+    """x ** exponent on numbers (overflow gives inf, as in forward) or on Values (records a node)."""
+    if isinstance(x, Value) or isinstance(exponent, Value):
+        return x ** exponent
+    return power_of(x, exponent)
+
+
 def pow_derivative(x, out, exponent):
     if exponent == 0:
         return (0.0,)
-    return (exponent * x ** (exponent - 1),)
+    return (exponent * _power(x, exponent - 1),)
 
 
 def power_derivative(a, b, out):
-    d_base = b * a ** (b - 1)
+    d_base = b * _power(a, b - 1)
     # d/db a**b = a**b * log(a); PyTorch's conventions where log(a) is undefined
     if a > 0:
         d_exponent = out * ops.log(a)
@@ -105,6 +112,28 @@ def np_sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
+# -- replay code templates (see minigrad_core.replay) ----------------------------------------
+# Where the rule is plain arithmetic the template is that arithmetic. Where the rule guards
+# its domain (math.pow raises where power_of does), replay falls back to the rule itself.
+
+def pow_code(x, exponent):
+    exponent = float(exponent)
+    if not math.isfinite(exponent):
+        return f"math.pow({x}, float('{exponent}'))"
+    if exponent.is_integer():
+        return f"{x} ** ({exponent!r})"
+    return f"math.pow({x}, {exponent!r})"
+
+
+def pow_derivative_code(x, out, exponent):
+    exponent = float(exponent)
+    if exponent == 0:
+        return ("0.0",)
+    if not math.isfinite(exponent):
+        return None  # no template: replay calls pow_derivative itself
+    return (f"({exponent!r}) * {x} ** ({exponent - 1!r})",)
+
+
 OPS = [
     OpSpec(
         name="add", arity=2, symbol="+", formula="a + b", derivative_formula=("1", "1"),
@@ -113,6 +142,7 @@ OPS = [
         methods=(), operators=("__add__", "__radd__"),
         torch=lambda a, b: a + b,
         np_forward=lambda a, b: a + b, np_derivative=lambda a, b, out: (1.0, 1.0),
+        code={"forward": "{a} + {b}", "derivative": ("1.0", "1.0")},
     ),
     OpSpec(
         name="sub", arity=2, symbol="-", formula="a - b", derivative_formula=("1", "-1"),
@@ -121,6 +151,7 @@ OPS = [
         methods=(), operators=("__sub__", "__rsub__"),
         torch=lambda a, b: a - b,
         np_forward=lambda a, b: a - b, np_derivative=lambda a, b, out: (1.0, -1.0),
+        code={"forward": "{a} - {b}", "derivative": ("1.0", "-1.0")},
     ),
     OpSpec(
         name="mul", arity=2, symbol="*", formula="a * b", derivative_formula=("b", "a"),
@@ -129,6 +160,7 @@ OPS = [
         methods=(), operators=("__mul__", "__rmul__"),
         torch=lambda a, b: a * b,
         np_forward=lambda a, b: a * b, np_derivative=lambda a, b, out: (b, a),
+        code={"forward": "{a} * {b}", "derivative": ("{b}", "{a}")},
     ),
     OpSpec(
         name="div", arity=2, symbol="/", formula="a / b", derivative_formula=("1 / b", "-a / b**2"),
@@ -138,6 +170,7 @@ OPS = [
         domain=Domain(kinks=((), (0.0,)), where=lambda a, b: b != 0, description="a non-zero divisor b"),
         torch=lambda a, b: a / b,
         np_forward=np_divide, np_derivative=lambda a, b, out: (1 / b, -out / b),
+        code={"forward": "{a} / {b}", "derivative": ("1 / {b}", "-{out} / {b}")},
     ),
     OpSpec(
         name="neg", arity=1, symbol="-", formula="-x", derivative_formula=("-1",),
@@ -146,6 +179,7 @@ OPS = [
         operators=("__neg__",),
         torch=lambda x: -x,
         np_forward=lambda x: -x, np_derivative=lambda x, out: (-1.0,),
+        code={"forward": "-{x}", "derivative": ("-1.0",)},
     ),
     OpSpec(
         name="pow", arity=1, symbol="**", formula="x ** exponent",
@@ -164,6 +198,7 @@ OPS = [
         torch=lambda x, exponent: x ** exponent,
         np_forward=lambda x, exponent: np.power(x, exponent),
         np_derivative=lambda x, out, exponent: (exponent * np.power(x, exponent - 1),),
+        code={"forward": pow_code, "derivative": pow_derivative_code},
         doc="x ** exponent with a number exponent: Value(3) ** 2",
     ),
     OpSpec(
@@ -177,6 +212,7 @@ OPS = [
         torch=lambda a, b: a ** b,
         np_forward=lambda a, b: np.power(a, b),
         np_derivative=lambda a, b, out: (b * np.power(a, b - 1), out * np.log(a)),
+        code={"forward": "math.pow({a}, {b})"},
         doc="a ** b where the exponent is a Value: x ** y, 2 ** x",
     ),
     OpSpec(
@@ -185,6 +221,7 @@ OPS = [
         derivative=lambda x, out: (out,),
         torch=lambda x: x.exp(),
         np_forward=np.exp, np_derivative=lambda x, out: (out,),
+        code={"forward": "math.exp({x})", "derivative": ("{out}",)},
     ),
     OpSpec(
         name="log", arity=1, formula="log(x)", derivative_formula=("1 / x",),
@@ -193,6 +230,7 @@ OPS = [
         domain=POSITIVE,
         torch=lambda x: x.log(),
         np_forward=np_log, np_derivative=lambda x, out: (1 / x,),
+        code={"forward": "math.log({x})", "derivative": ("1 / {x}",)},
     ),
     OpSpec(
         name="tanh", arity=1, formula="tanh(x)", derivative_formula=("1 - tanh(x)**2",),
@@ -200,6 +238,7 @@ OPS = [
         derivative=lambda x, out: (1 - out * out,),
         torch=lambda x: x.tanh(),
         np_forward=np.tanh, np_derivative=lambda x, out: (1 - out * out,),
+        code={"forward": "math.tanh({x})", "derivative": ("1 - {out} * {out}",)},
     ),
     OpSpec(
         name="relu", arity=1, formula="max(0, x)", derivative_formula=("1 if x > 0 else 0",),
@@ -209,6 +248,7 @@ OPS = [
         torch=lambda x: x.relu(),
         np_forward=lambda x: np.where(x > 0, x, 0.0),
         np_derivative=lambda x, out: ((x > 0).astype(float),),
+        code={"forward": "({x} if {x} > 0 or {x} != {x} else 0.0)", "derivative": ("(1.0 if {x} > 0 else 0.0)",)},
     ),
     OpSpec(
         name="sigmoid", arity=1, formula="1 / (1 + exp(-x))", derivative_formula=("sigmoid(x) * (1 - sigmoid(x))",),
@@ -216,6 +256,7 @@ OPS = [
         derivative=lambda x, out: (out * (1 - out),),
         torch=lambda x: x.sigmoid(),
         np_forward=np_sigmoid, np_derivative=lambda x, out: (out * (1 - out),),
+        code={"derivative": ("{out} * (1 - {out})",)},
     ),
 ]
 
