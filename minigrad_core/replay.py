@@ -53,7 +53,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import MiniGradError, OpSpecError
-from .value import Value, _as_op_error, _partials_error, comparison_observers, evaluate
+from .value import Value, _as_op_error, _partials_error, comparison_observers, evaluate, topological_order
 
 __all__ = [
     "record", "record_batch", "Recorder", "Tape", "BatchedTape",
@@ -184,24 +184,9 @@ class Guard:
 
 
 def _all_nodes(roots: list[Value]) -> list[Value]:
-    """Every node the roots depend on, inputs before users (the kernel's iterative DFS, many roots)."""
-    order, visited = [], set()
-    for root in roots:
-        if root in visited:
-            continue
-        visited.add(root)
-        stack = [(root, iter(root._prev))]
-        while stack:
-            current, children = stack[-1]
-            for child in children:
-                if child not in visited:
-                    visited.add(child)
-                    stack.append((child, iter(child._prev)))
-                    break
-            else:
-                stack.pop()
-                order.append(current)
-    return order
+    """Every node the roots depend on, inputs before users: the kernel's own order, so that
+    replay adds up gradients in exactly the order ``backward()`` does."""
+    return topological_order(*roots)
 
 
 def record(f: Callable, *example_args) -> "Tape":

@@ -366,14 +366,14 @@ def lazy_operator(dunder: str):
 _FINISH = object()  # stack marker: every input of the node below it has been listed
 
 
-def topological_order(root: Value) -> list[Value]:
-    """Every node ``root`` depends on, each listed after all of its inputs.
+def topological_order(*roots: Value) -> list[Value]:
+    """Every node the roots depend on (the roots too), each listed after all of its inputs.
 
     Iterative depth-first search: a chain a million nodes deep needs no recursion.
     A node is pushed with a FINISH marker above it and its inputs above that; by the
     time the marker comes off the stack, all of its inputs are in ``order``.
     """
-    order, seen, stack = [], set(), [root]
+    order, seen, stack = [], set(), list(reversed(roots))
     while stack:
         current = stack.pop()
         if current is _FINISH:

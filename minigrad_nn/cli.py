@@ -117,8 +117,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                           help="seeds the data and the initial weights: the same seed repeats a run bit for bit "
                                "(default: %(default)s)")
     training.add_argument("--engine", choices=list(ENGINES), default=defaults.engine,
-                          help="how each step computes the loss and its gradients; eager builds the graph of "
-                               "Values anew every step (default: %(default)s)")
+                          help="how each step computes the loss and its gradients: replay records the graph "
+                               "once and replays it as generated Python on floats (same numbers, faster); "
+                               "eager builds the graph of Values anew every step, as you would by hand "
+                               "(default: %(default)s)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="DIR", default=None,
                         help="folder for the pictures and the model, created if needed "

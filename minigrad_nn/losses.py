@@ -81,14 +81,16 @@ def bce_with_logits(logits, labels) -> Value:
     return _mean(terms)
 
 
-def _shift(row: Sequence[Value]) -> float:
+def _shift(row: Sequence[Value]):
     """The largest logit, subtracted before exp so that no exp overflows.
 
-    It is a constant: log Σ exp(z_i) = m + log Σ exp(z_i - m) for any m, so the gradient
-    (the softmax) is the same as without it.
+    log Σ exp(z_i) = m + log Σ exp(z_i - m) for any m, so the loss does not depend on m and
+    its gradient through m is zero (up to rounding). m is taken as the Value in the graph,
+    not as a number, so that a recorded graph (minigrad_core.replay) recomputes it each time;
+    ``max`` compares Values, which replay checks again on every run.
     """
-    m = max(_data(z) for z in row)
-    return m if math.isfinite(m) else 0.0  # inf - inf would be nan: leave such a row as it is
+    m = max(row)
+    return m if math.isfinite(m.data) else 0.0  # inf - inf would be nan: leave such a row as it is
 
 
 def logsumexp(row: Sequence[Value]) -> Value:

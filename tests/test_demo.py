@@ -109,7 +109,7 @@ def test_help_explains_every_option(capsys):
                    "--seed", "--out", "--engine", "--no-progress"):
         assert option in text
     assert "100% training accuracy" in text and "decision_boundary.png" in text
-    assert "{eager}" in text  # the engines to choose from
+    assert "{replay,eager}" in text  # the engines to choose from
 
 
 @pytest.mark.parametrize("args, message", [
@@ -234,7 +234,7 @@ def test_the_learning_rate_follows_micrograds_schedule_by_default():
 def test_config_errors_name_the_choices():
     with pytest.raises(DemoConfigError, match="unknown dataset 'swirl'; choose one of moons, circles"):
         DemoConfig(dataset="swirl")
-    with pytest.raises(DemoConfigError, match="unknown engine 'warp'; choose one of eager"):
+    with pytest.raises(DemoConfigError, match="unknown engine 'warp'; choose one of replay, eager"):
         DemoConfig(engine="warp")
 
 
@@ -273,3 +273,16 @@ def test_the_default_folder_is_new_and_dated(tmp_path):
     assert first == os.path.join(str(tmp_path), "minigrad-demo-20240131-142501")
     os.makedirs(first)
     assert default_folder(moment, str(tmp_path)) == first + "-2"
+
+
+@pytest.mark.parametrize("loss", ["hinge", "mse", "softmax", "bce"])
+def test_replay_engine_gives_the_eager_numbers_bit_for_bit(loss):
+    """The default engine replays the recorded graph; every loss, accuracy and trained weight
+    equals the eager engine's exactly, for every loss (bce branches on its logits' signs)."""
+    config = dict(samples=30, hidden=(6, 6), steps=8, loss=loss, seed=5)
+    replayed = train(DemoConfig(**config, engine="replay"))
+    eager = train(DemoConfig(**config, engine="eager"))
+    assert DemoConfig().engine == "replay"
+    assert replayed.losses == eager.losses and replayed.accuracies == eager.accuracies
+    assert replayed.final_loss == eager.final_loss
+    assert [p.data for p in replayed.model.parameters()] == [p.data for p in eager.model.parameters()]
