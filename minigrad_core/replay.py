@@ -680,28 +680,40 @@ def _literal(value, namespace: dict) -> str:
     return name
 
 
-class _ScalarCode:
-    """Writes the straight-line Python for one tape; ``globals`` holds what the code calls."""
+class _CodeWriter:
+    """What both code generators share: a variable name per slot (x inputs, p other leaves,
+    v nodes) and ``globals``, the functions the generated code calls, each under one name."""
 
     def __init__(self, tape: Tape):
-        self.tape = tape
         self.globals: dict = {}
-        self._function_names: dict[tuple, str] = {}
+        self._global_names: dict[tuple, str] = {}
         self.names = [f"x{i}" for i in range(tape.n_inputs)]
         self.names += [f"p{i}" for i in range(len(tape.params))]
         self.names += [f"v{i}" for i in range(len(tape.instructions))]
 
-    def _function(self, role: str, spec) -> str:
-        """A global name for an op's forward / derivative rule (unique even if two ops share a name)."""
+    def _global(self, role: str, spec, make: Callable[[], Any]) -> str:
+        """The global name of an op's rule for ``role`` (unique even if two ops share a name)."""
         key = (role, id(spec))
-        if key not in self._function_names:
+        if key not in self._global_names:
             base = f"{role}_{spec.name}"
             name, n = base, 2
             while name in self.globals:
                 name, n = f"{base}_{n}", n + 1
-            self.globals[name] = getattr(spec, role)
-            self._function_names[key] = name
-        return self._function_names[key]
+            self.globals[name] = make()
+            self._global_names[key] = name
+        return self._global_names[key]
+
+
+class _ScalarCode(_CodeWriter):
+    """Writes the straight-line Python for one tape."""
+
+    def __init__(self, tape: Tape):
+        super().__init__(tape)
+        self.tape = tape
+
+    def _function(self, role: str, spec) -> str:
+        """A global name for an op's forward / derivative rule."""
+        return self._global(role, spec, lambda: getattr(spec, role))
 
     def _template(self, spec, role: str):
         code = spec.code
@@ -1026,31 +1038,20 @@ def _elementwise(spec, role: str):
     return apply_rule
 
 
-class _BatchedCode:
+class _BatchedCode(_CodeWriter):
     """Writes the numpy code of a batched tape: the same lines, on arrays of one value per example."""
 
     def __init__(self, batched: BatchedTape):
+        super().__init__(batched.tape)
         self.batched = batched
-        self.globals: dict = {}
-        self._names: dict[tuple, str] = {}
-        tape = batched.tape
-        self.names = [f"x{i}" for i in range(tape.n_inputs)]
-        self.names += [f"p{i}" for i in range(len(tape.params))]
-        self.names += [f"v{i}" for i in range(len(tape.instructions))]
 
     def _rule(self, role: str, spec) -> str:
-        key = (role, id(spec))
-        if key not in self._names:
-            base = f"{role}_{spec.name}"
-            name, n = base, 2
-            while name in self.globals:
-                name, n = f"{base}_{n}", n + 1
+        def make():
             if _has_numpy_rules(spec):
-                self.globals[name] = spec.np_forward if role == "np_forward" else spec.np_derivative
-            else:
-                self.globals[name] = _elementwise(spec, "forward" if role == "np_forward" else "derivative")
-            self._names[key] = name
-        return self._names[key]
+                return spec.np_forward if role == "np_forward" else spec.np_derivative
+            return _elementwise(spec, "forward" if role == "np_forward" else "derivative")
+
+        return self._global(role, spec, make)
 
     def source(self) -> str:
         batched, names = self.batched, self.names
