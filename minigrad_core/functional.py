@@ -51,6 +51,10 @@ class OpFunctions:
     backward passes.
     """
 
+    def _forget(self) -> None:
+        """Drop the functions made for the previous registry (called when one is activated)."""
+        vars(self).clear()
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
@@ -65,6 +69,7 @@ class OpFunctions:
 
         function.__name__ = name
         function.__doc__ = spec.doc or spec.describe()
+        vars(self)[name] = function  # later look-ups skip __getattr__; activate() clears them
         return function
 
     def __dir__(self):

@@ -98,6 +98,9 @@ class OpSpec:
                 raise OpSpecError(f"op {self.name!r}: {role} must be callable, got {getattr(self, role)!r}")
         if self.inputs and self.arity is not None and len(self.inputs) != self.arity:
             raise OpSpecError(f"op {self.name!r}: {len(self.inputs)} input names given for arity {self.arity}")
+        for role in ("methods", "operators", "inputs", "derivative_formula"):
+            if isinstance(getattr(self, role), str):
+                raise OpSpecError(f"op {self.name!r}: {role} must be a tuple of strings, e.g. ({getattr(self, role)!r},)")
         for dunder in self.operators:
             if not (dunder.startswith("__") and dunder.endswith("__")):
                 raise OpSpecError(f"op {self.name!r}: operator {dunder!r} is not a dunder name like '__add__'")

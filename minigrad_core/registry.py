@@ -23,6 +23,7 @@ from .errors import MiniGradError, OpSpecError, PluginLoadError, RegistrationErr
 from .opspec import OpSpec
 
 ENTRY_POINT_GROUP = "minigrad"
+BUILTIN_COMMANDS = ("ops", "plugins", "explain")  # the core's own sub-commands of `minigrad`
 PLUGINS_ENV = "MINIGRAD_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker("minigrad")
@@ -81,6 +82,11 @@ def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set
 def register_into(manager, plugin: Any, name: str | None = None) -> str:
     name = name or getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or type(plugin).__name__
     _check_hooks_are_marked(plugin, name)
+    if manager.has_plugin(name):
+        raise RegistrationError(
+            f"a plugin named {name!r} is already registered: unregister_plugin({name!r}) first, "
+            f"or register this one under another name (name=...)"
+        )
     try:
         manager.register(plugin, name=name)
     except (ValueError, pluggy.PluginValidationError) as error:
@@ -275,6 +281,8 @@ class Registry:
         return name
 
     def _add_command(self, plugin: str, name: str, help: str, configure, run) -> str:
+        if name in BUILTIN_COMMANDS:
+            raise RegistrationError(f"plugin {plugin!r}: {name!r} is a built-in minigrad command; choose another name")
         if name in self.commands:
             other = self.commands[name].plugin
             raise RegistrationError(f"command {name!r} is provided by both plugin {other!r} and plugin {plugin!r}")
@@ -325,13 +333,15 @@ class Registry:
             raise UnknownOpError(unknown_op_message(name, self)) from None
 
     def find(self, name_or_symbol: str, arity: int | None = None) -> OpSpec | None:
-        """An op by name, or by its symbol ('+') when the arity fits."""
-        if name_or_symbol in self.ops:
-            return self.ops[name_or_symbol]
-        for spec in self.ops.values():
-            if spec.symbol == name_or_symbol and (arity is None or spec.arity in (None, arity)):
-                return spec
-        return None
+        """An op by name, or else by its symbol ('+'), whose arity fits when one is given."""
+
+        def fits(spec: OpSpec) -> bool:
+            return arity is None or spec.arity in (None, arity)
+
+        spec = self.ops.get(name_or_symbol)
+        if spec is not None and fits(spec):
+            return spec
+        return next((s for s in self.ops.values() if s.symbol == name_or_symbol and fits(s)), None)
 
     def provider(self, op_name: str) -> PluginInfo:
         return self.plugins[self.get(op_name).plugin]
@@ -366,7 +376,7 @@ def get_registry() -> Registry:
 
 def activate(registry: Registry) -> Registry:
     """Make ``registry`` the one Values use: install its ops as methods and operators."""
-    from . import value
+    from . import functional, value
 
     global _active
     methods: dict[str, Any] = {}
@@ -390,6 +400,7 @@ def activate(registry: Registry) -> Registry:
         setattr(value.Value, name, method)
         _installed[name] = method
     _active = registry
+    functional.ops._forget()
     return registry
 
 
@@ -423,13 +434,14 @@ def using(registry: Registry):
 
 
 def _reset() -> None:
-    from . import value
+    from . import functional, value
 
     global _active
     for name in _installed:
         delattr(value.Value, name)
     _installed.clear()
     _active = None
+    functional.ops._forget()
     install_lazy_operators()
 
 
@@ -545,7 +557,3 @@ def op(forward: Callable | None = None, *, derivative: Callable, name: str | Non
         return apply_op
 
     return decorate(forward) if forward is not None else decorate
-
-
-def iter_ops(registry: Registry | None = None) -> Iterable[OpSpec]:
-    return (registry or get_registry()).ops.values()

@@ -53,7 +53,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import MiniGradError, OpSpecError
-from .value import Value, _as_op_error, _partials_error, comparison_observers, evaluate, topological_order
+from .value import _COMPARE, Value, _as_op_error, _partials_error, comparison_observers, evaluate, topological_order
 
 __all__ = [
     "record", "record_batch", "Recorder", "Tape", "BatchedTape",
@@ -545,10 +545,6 @@ class Tape:
         return BatchedTape(self)
 
 
-_COMPARE = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "!=": lambda a, b: a != b,
-}
 
 
 def _add_grads(values: list, grads) -> None:

@@ -171,7 +171,11 @@ def _resolve_op(name: str, arity: int):
     registry = get_registry()
     spec = registry.find(name, arity)
     if spec is None:
-        raise UnknownOpError(f"Value(..., _op={name!r}): " + unknown_op_message(name, registry))
+        raise UnknownOpError(f"Value(..., _op={name!r}) with {arity} input(s): " + unknown_op_message(name, registry))
+    required = [p for p, default in spec.params.items() if default is None]
+    if required:
+        raise TypeError(f"Value(..., _op={name!r}): op {spec.name!r} needs the parameter(s) {required}, "
+                        f"which a bare node cannot carry; build it with the op itself (e.g. x ** 2)")
     return spec
 
 
@@ -277,6 +281,7 @@ def make_method(spec):
             return node(data, (self,), spec)
 
     method.__name__ = spec.method_names[0] if spec.method_names else spec.name
+    method.__qualname__ = f"Value.{method.__name__}"
     method.__doc__ = spec.doc or f"{spec.describe()}  (op {spec.name!r} from plugin {spec.plugin!r})"
     return method
 
@@ -437,10 +442,11 @@ def _backward_pass(root: Value, create_graph: bool) -> list[Value]:
 def propagate(n: Value) -> None:
     """The chain rule for one node, on numbers: child.grad += (d n / d child) * n.grad."""
     upstream = n.grad
-    if upstream == 0.0:
+    if upstream == 0.0 and n.data - n.data == 0.0:
         # Every contribution would be 0 * partial = 0 (a relu that is off, say): skip the work.
-        # Only an infinite partial would differ (0 * inf is nan), at a point where the
-        # derivative does not exist anyway.
+        # Not when the node's value is inf or nan (x - x is then nan), whose partials may be
+        # inf: 0 * inf is nan, as PyTorch gives. A finite node with an infinite partial (sqrt
+        # at 0) is a point where the derivative does not exist.
         return
     spec, children = n._spec, n._prev
     try:
@@ -452,7 +458,11 @@ def propagate(n: Value) -> None:
         if isinstance(error, OpDomainError):
             raise
         raise _domain_error(spec, [c.data for c in children], n._params, error) from error
-    if len(partials) != len(children):
+    try:
+        fits = len(partials) == len(children)
+    except TypeError:  # a bare number instead of a tuple of them
+        fits = False
+    if not fits:
         raise _partials_error(spec, len(children), partials)
     for child, partial in zip(children, partials):
         child.grad += partial * upstream
@@ -469,7 +479,11 @@ def propagate_graph(n: Value) -> None:
         partials = spec.derivative(*children, n, **n._params) if n._params else spec.derivative(*children, n)
     except TypeError as error:
         raise _higher_order_error(spec, f"{type(error).__name__}: {error}") from error
-    if len(partials) != len(children):
+    try:
+        fits = len(partials) == len(children)
+    except TypeError:  # a bare number instead of a tuple of them
+        fits = False
+    if not fits:
         raise _partials_error(spec, len(children), partials)
     for child, partial in zip(children, partials):
         child.grad = _accumulate(child.grad, _times(partial, upstream))
@@ -496,7 +510,7 @@ def _partials_error(spec, expected: int, partials) -> OpSpecError:
         got = repr(partials)
     return OpSpecError(
         f"op {spec.name!r} (plugin {spec.plugin!r}): derivative must return one partial per input, "
-        f"{expected} for this node, but returned {got}"
+        f"{expected} for this node, but returned {got} (return a tuple, e.g. (d,) for one input)"
     )
 
 

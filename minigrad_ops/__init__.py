@@ -73,6 +73,8 @@ def _power(x, exponent):
     """x ** exponent on numbers (overflow gives inf, as in forward) or on Values (records a node)."""
     if isinstance(x, Value) or isinstance(exponent, Value):
         return x ** exponent
+    if x == 0 and exponent < 0:
+        return math.inf  # d/dx x**e at 0 for 0 < e < 1 (forward refuses e < 0 there), as in PyTorch
     return power_of(x, exponent)
 
 
@@ -83,7 +85,7 @@ def pow_derivative(x, out, exponent):
 
 
 def power_derivative(a, b, out):
-    d_base = b * _power(a, b - 1)
+    d_base = 0.0 if (not isinstance(b, Value) and b == 0) else b * _power(a, b - 1)
     # d/db a**b = a**b * log(a); PyTorch's conventions where log(a) is undefined
     if a > 0:
         d_exponent = out * ops.log(a)
@@ -106,6 +108,24 @@ def np_log(x):
     if np.any(np.asarray(x) <= 0):
         raise OpDomainError("log", ("array containing values <= 0",), "x > 0")
     return np.log(x)
+
+
+def np_power_of(x, exponent, op="pow"):
+    """x ** exponent on arrays, refusing what the scalar rule refuses."""
+    x, e = np.asarray(x, dtype=float), np.asarray(exponent, dtype=float)
+    if np.any((x < 0) & (np.mod(e, 1) != 0)):
+        raise OpDomainError(op, ("array with a negative base",), "a base >= 0 when the exponent is not a whole number")
+    if np.any((x == 0) & (e < 0)):
+        raise OpZeroDivisionError(op, ("array with a zero base",), "a non-zero base for a negative exponent",
+                                  "division by zero")
+    with np.errstate(over="ignore"):
+        return np.power(x, e)
+
+
+def np_power_derivative(x, exponent):
+    """exponent * x ** (exponent - 1) on arrays, with the scalar rule's values at x = 0."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return np.where(exponent == 0, 0.0, exponent * np.power(x, exponent - 1.0))
 
 
 def np_sigmoid(x):
@@ -196,8 +216,8 @@ OPS = [
             params={"exponent": (2, 3, -1, 0.5, 1.5, -2.5, 0, 1)},
         ),
         torch=lambda x, exponent: x ** exponent,
-        np_forward=lambda x, exponent: np.power(x, exponent),
-        np_derivative=lambda x, out, exponent: (exponent * np.power(x, exponent - 1),),
+        np_forward=np_power_of,
+        np_derivative=lambda x, out, exponent: (np_power_derivative(x, exponent),),
         code={"forward": pow_code, "derivative": pow_derivative_code},
         doc="x ** exponent with a number exponent: Value(3) ** 2",
     ),
@@ -210,8 +230,11 @@ OPS = [
         domain=Domain(bounds=((0.0, math.inf), (-math.inf, math.inf)), kinks=((0.0,), ()),
                       description="a base a > 0 (a ** b with both a Value)"),
         torch=lambda a, b: a ** b,
-        np_forward=lambda a, b: np.power(a, b),
-        np_derivative=lambda a, b, out: (b * np.power(a, b - 1), out * np.log(a)),
+        np_forward=lambda a, b: np_power_of(a, b, op="power"),
+        np_derivative=lambda a, b, out: (
+            np_power_derivative(a, b),
+            np.where(a > 0, out * np.log(np.where(a > 0, a, 1.0)), np.where(a == 0, 0.0, np.nan)),
+        ),
         code={"forward": "math.pow({a}, {b})"},
         doc="a ** b where the exponent is a Value: x ** y, 2 ** x",
     ),

@@ -259,3 +259,29 @@ def test_wrong_operand_type_is_a_clear_type_error():
         Value(1.0) + "a"
     with pytest.raises(TypeError, match="mul"):
         None * Value(1.0)
+
+
+def _sqrt_by_value_exponent(x):
+    half = Value(0.5) if isinstance(x, Value) else torch.tensor(0.5, dtype=torch.float64)
+    return x**half
+
+
+@pytest.mark.parametrize("make, at", [
+    (lambda x: x**0.5, 0.0),                # d/dx sqrt(x) at 0 is inf
+    (_sqrt_by_value_exponent, 0.0),         # the same through a ** b
+    (lambda x: x.exp() * 0.0, 1000.0),      # 0 * exp'(1000) = 0 * inf is nan
+], ids=["pow", "power", "exp-overflow"])
+def test_infinite_local_derivatives_give_what_pytorch_gives(make, at):
+    x = Value(at)
+    make(x).backward()
+    t = tensor(at)
+    make(t).backward()
+    assert close(x.grad, t.grad.item())
+
+
+def test_zero_to_the_zero_has_the_gradients_pytorch_gives():
+    a, b = Value(0.0), Value(0.0)
+    (a**b).backward()
+    at, bt = tensor(0.0), tensor(0.0)
+    (at**bt).backward()
+    assert (a.grad, b.grad) == (at.grad.item(), bt.grad.item()) == (0.0, 0.0)

@@ -153,3 +153,52 @@ def test_cli_runs_as_a_console_script():
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "minigrad"), "ops"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "sigmoid" in result.stdout
+
+
+def test_a_derivative_returning_a_bare_number_is_caught_with_the_op_name():
+    class Forgetful:
+        @hookimpl
+        def minigrad_register_ops(self, register):
+            register(OpSpec(name="ident", arity=1, forward=lambda x: x, derivative=lambda x, out: 1.0))
+
+    with using(Registry.from_plugins(Forgetful())):
+        with pytest.raises(OpSpecError, match=r"op 'ident' \(plugin 'Forgetful'\).*returned 1.0.*tuple"):
+            Value(2.0).ident().backward()
+
+
+def test_names_given_as_a_string_instead_of_a_tuple_are_refused():
+    with pytest.raises(OpSpecError, match="methods must be a tuple"):
+        OpSpec(name="square", arity=1, forward=lambda x: x * x, derivative=lambda x, out: (2 * x,), methods="sq")
+
+
+def test_registering_one_plugin_name_twice_says_how_to_replace_it():
+    from minigrad_core import register_plugin, unregister_plugin
+
+    class Twice:
+        @hookimpl
+        def minigrad_register_ops(self, register):
+            pass
+
+    register_plugin(Twice())
+    try:
+        with pytest.raises(RegistrationError, match=r"'Twice' is already registered: unregister_plugin\('Twice'\)"):
+            register_plugin(Twice())
+    finally:
+        unregister_plugin("Twice")
+
+
+def test_a_plugin_command_may_not_take_a_builtin_name():
+    class Squatter:
+        @hookimpl
+        def minigrad_register_commands(self, register):
+            register("ops", "mine", lambda parser: None, lambda args: 0)
+
+    with pytest.raises(RegistrationError, match="'ops' is a built-in minigrad command"):
+        Registry.from_plugins(Squatter())
+
+
+def test_a_bare_node_cannot_name_an_op_with_required_parameters_or_another_arity():
+    with pytest.raises(TypeError, match="needs the parameter"):
+        Value(4.0, (Value(2.0),), "**")
+    with pytest.raises(UnknownOpError, match="with 1 input"):
+        Value(4.0, (Value(2.0),), "add")

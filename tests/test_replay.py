@@ -460,3 +460,14 @@ def test_batched_parameter_gradients_are_summed_over_the_batch():
     total.backward()
     assert mean == pytest.approx(total.data, abs=TOLERANCE)
     assert batched_grads == pytest.approx((w.grad, b.grad), abs=TOLERANCE)
+
+
+def test_batched_pow_refuses_what_eager_refuses():
+    import numpy as np
+
+    from minigrad_core import OpDomainError
+
+    batched = record(lambda x: x**0.5, 4.0).batched()
+    assert list(batched.forward(np.array([4.0, 9.0]))) == [2.0, 3.0]
+    with pytest.raises(OpDomainError, match="pow"):
+        batched.forward(np.array([4.0, -1.0]))
