@@ -138,7 +138,14 @@ def _load_entry_points(manager, chosen: set[str] | None) -> None:
         if chosen is not None and entry_point.name not in chosen and distribution not in chosen:
             continue
         if manager.has_plugin(entry_point.name):
-            continue  # the same entry point seen twice (e.g. an editable install plus a copy)
+            first = manager.minigrad_info[entry_point.name]
+            if (first.distribution, first.module) == (distribution, entry_point.value):
+                continue  # the same entry point seen twice (e.g. an editable install plus a copy)
+            raise PluginLoadError(
+                f"two installed distributions provide a MiniGrad plugin named {entry_point.name!r}: "
+                f"{first.distribution} ({first.module}) and {distribution} ({entry_point.value}); "
+                f"uninstall one of them (which one loads first depends on the file system)"
+            )
         who = f"MiniGrad plugin {entry_point.name!r} (entry point {entry_point.value!r} of distribution " \
               f"{distribution or '?'} {version})".replace(" )", ")")
         loaded = installed if chosen is None else installed & chosen

@@ -209,3 +209,15 @@ def test_every_fault_is_reported_by_the_command_line_and_skipped_with_the_env_va
         fine = subprocess.run([str(minigrad), "ops"], capture_output=True, text=True, env=env, timeout=60)
         assert fine.returncode == 0 and "good_sin" in fine.stdout and "tanh" in fine.stdout, fine.stderr
         assert "good (minigrad-good 1.0)" in fine.stdout
+
+
+def test_two_distributions_with_one_plugin_name_are_an_error_naming_both(site, monkeypatch):
+    twin = site / "minigrad_twin-1.0.dist-info"  # a second distribution whose entry point is also "good"
+    twin.mkdir()
+    (twin / "METADATA").write_text("Metadata-Version: 2.1\nName: minigrad-twin\nVersion: 1.0\n")
+    (twin / "entry_points.txt").write_text("[minigrad]\ngood = minigrad_fault_twin\n")
+    (site / "minigrad_fault_twin.py").write_text("")
+    with pytest.raises(PluginLoadError) as info:
+        load("good")
+    message = str(info.value)
+    assert "named 'good'" in message and "minigrad-good" in message and "minigrad-twin" in message
