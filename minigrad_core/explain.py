@@ -171,6 +171,8 @@ def explain(root: Value, digits: int = 4) -> Explanation:
         spec = node._spec
         if spec is None:
             continue
+        if grads[i] == 0.0 and node.data - node.data == 0.0:
+            continue  # as backward() does: a finite node whose gradient is 0 passes nothing on
         children = node._prev
         partials = _partials(node)
         child_names = [ref(names[position[id(c)]]) for c in children]

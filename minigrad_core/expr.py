@@ -244,6 +244,8 @@ def parse_bindings(items: Iterable[str]) -> dict[str, float]:
             raise ExpressionError(f"{item!r} is not a binding: write NAME=VALUE, e.g. x1=2.0")
         if name.startswith("_"):
             raise ExpressionError(f"{item!r}: names starting with '_' are not allowed")
+        if name in bindings:
+            raise ExpressionError(f"{name!r} is given twice ({bindings[name]:g} and {number})")
         try:
             bindings[name] = float(number)
         except ValueError:

@@ -192,7 +192,8 @@ def run(args) -> int:
         print(f"minigrad demo: --out {folder!r} is a file, not a folder", file=sys.stderr)
         return 2
 
-    print(f"training {config.architecture()} ({config.nonlin} hidden layers) on {config.samples} points of "
+    layers = f"{config.nonlin} hidden layers" if config.hidden else "no hidden layer"
+    print(f"training {config.architecture()} ({layers}) on {config.samples} points of "
           f"{config.dataset}: {config.loss} loss, {config.optimizer} with lr {config.start_lr:g} -> "
           f"{config.end_lr:g}, {config.steps} steps, seed {config.seed}, {config.engine} engine", file=sys.stderr)
     result = train(config, progress=None if args.no_progress else ProgressBar())

@@ -85,6 +85,8 @@ class DemoConfig:
         if self.samples < self.class_count:
             raise DemoConfigError(
                 f"{self.samples} sample(s) cannot show {self.class_count} classes: use at least {self.class_count}")
+        if self.momentum and self.optimizer != "sgd":
+            raise DemoConfigError(f"--momentum applies to sgd only; {self.optimizer} keeps its own running averages")
         if any(size < 1 for size in self.hidden):
             raise DemoConfigError(f"hidden layer sizes must be at least 1, got {list(self.hidden)}")
         if self.dataset in MULTICLASS_DATASETS and self.classes < 2:

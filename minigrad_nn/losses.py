@@ -74,10 +74,10 @@ def bce_with_logits(logits, labels) -> Value:
     terms = []
     for z, y in zip(logits, labels):
         z = _value(z)
-        if z > 0:  # log(1 + exp(z)) = z + log(1 + exp(-z)); the z and y*z are combined first
-            terms.append((1 - y) * z + (1 + (-z).exp()).log())
-        else:
-            terms.append((1 + z.exp()).log() - y * z)
+        # log(1 + e^z) = m + log(e^-m + e^(z-m)) with m = max(0, z): both exps are at most 1,
+        # and there is no branch on z, so a recorded graph (replay) fits every z.
+        m = z.relu()
+        terms.append(m - y * z + ((-m).exp() + (z - m).exp()).log())
     return _mean(terms)
 
 
@@ -85,11 +85,13 @@ def _shift(row: Sequence[Value]):
     """The largest logit, subtracted before exp so that no exp overflows.
 
     log Σ exp(z_i) = m + log Σ exp(z_i - m) for any m, so the loss does not depend on m and
-    its gradient through m is zero (up to rounding). m is taken as the Value in the graph,
-    not as a number, so that a recorded graph (minigrad_core.replay) recomputes it each time;
-    ``max`` compares Values, which replay checks again on every run.
+    its gradient through m is zero (up to rounding). m is built in the graph, as
+    max(m, z) = m + relu(z - m), rather than taken as a number or found by comparisons, so
+    that a recorded graph (minigrad_core.replay) recomputes it for any data.
     """
-    m = max(row)
+    m = row[0]
+    for z in row[1:]:
+        m = m + (z - m).relu()
     return m if math.isfinite(m.data) else 0.0  # inf - inf would be nan: leave such a row as it is
 
 

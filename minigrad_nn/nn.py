@@ -146,7 +146,10 @@ class Neuron(Module):
         b = self.b
         data = evaluate(weighted_sum, [*[w.data for w in self.w], *x_data, b.data])
         z = node(data, (*self.w, *xs, b), weighted_sum)
-        return z if nonlin is None else node(evaluate(nonlin, [data]), (z,), nonlin)
+        if nonlin is None:
+            return z
+        params = nonlin.params or None  # check_nonlin allows only parameters with defaults
+        return node(evaluate(nonlin, [data], params), (z,), nonlin, params)
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -301,6 +304,6 @@ def predict_numpy(model: Module, X):
         for n in neurons:
             z = weighted_sum.np_forward(*(w.data for w in n.w), *columns, n.b.data)
             z = np.broadcast_to(np.asarray(z, dtype=float), (X.shape[0],))
-            outputs.append(z if nonlin is None else np.asarray(nonlin.np_forward(z), dtype=float))
+            outputs.append(z if nonlin is None else np.asarray(nonlin.np_forward(z, **nonlin.params), dtype=float))
         columns = outputs
     return np.stack(columns, axis=1)

@@ -62,6 +62,8 @@ def save(model: Module, path, metadata: dict | None = None) -> str:
 
 def _write_atomically(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path!r}: the folder {folder!r} does not exist")
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         os.chmod(temporary, _file_mode(path))  # mkstemp makes it private; give it a normal file's mode
@@ -95,6 +97,8 @@ def read(path) -> tuple[dict, list[float]]:
             text = file.read()
     except FileNotFoundError:
         raise ModelFileError(path, "no such file") from None
+    except OSError as error:  # a folder, no permission, ...
+        raise ModelFileError(path, error.strerror or str(error)) from None
     except UnicodeDecodeError as error:
         raise ModelFileError(path, f"not a text file ({error.reason} at byte {error.start}); expected JSON") from None
     if not text.strip():

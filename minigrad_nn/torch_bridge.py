@@ -8,6 +8,8 @@ copies the weights back. Imported only when used: torch takes a while to load.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .nn import Module, check_nonlin, layers_of
@@ -43,7 +45,7 @@ def _torch_rule(name: str | None):
         raise NotImplementedError(
             f"cannot convert to PyTorch: op {name!r} (plugin {spec.plugin!r}) has no torch rule (OpSpec torch=)"
         )
-    return spec.torch
+    return functools.partial(spec.torch, **spec.params) if spec.params else spec.torch
 
 
 def to_torch(model: Module) -> TorchMLP:

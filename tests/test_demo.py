@@ -286,3 +286,8 @@ def test_replay_engine_gives_the_eager_numbers_bit_for_bit(loss):
     assert replayed.losses == eager.losses and replayed.accuracies == eager.accuracies
     assert replayed.final_loss == eager.final_loss
     assert [p.data for p in replayed.model.parameters()] == [p.data for p in eager.model.parameters()]
+
+
+def test_momentum_with_an_adaptive_optimizer_is_refused_not_ignored():
+    with pytest.raises(DemoConfigError, match="--momentum applies to sgd only"):
+        DemoConfig(optimizer="adam", momentum=0.9)

@@ -332,3 +332,10 @@ def test_random_expressions_match_torch(expression, point):
     leaves = {n.label: n for n in topological_order(out) if n._spec is None and n.label}
     for name in used:
         assert leaves[name].grad == pytest.approx(t[name].grad.item(), rel=1e-9, abs=1e-9), (text, name)
+
+
+def test_a_name_bound_twice_is_refused():
+    from minigrad_core.expr import ExpressionError, parse_bindings
+
+    with pytest.raises(ExpressionError, match="'x' is given twice"):
+        parse_bindings(["x=3", "x=4"])

@@ -301,3 +301,27 @@ def test_weighted_sum_numpy_rules_agree_with_the_scalar_rules(inputs):
     shared = [*inputs[:n]] + batch[n:2 * n] + [inputs[-1]]
     first = np.broadcast_to(WEIGHTED_SUM.np_forward(*shared), (3,))[0]
     assert first == pytest.approx(WEIGHTED_SUM.forward(*inputs), rel=1e-12, abs=1e-12)
+
+
+def test_an_op_with_a_parameter_works_as_a_nonlinearity_everywhere():
+    """leaky_relu (from the extras plugin) has a parameter, slope, with a default: neurons,
+    the numpy predictor and the PyTorch bridge all apply it with that default."""
+    extras = pytest.importorskip("minigrad_extras")
+    with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, extras)):
+        minigrad_nn.seed(3)
+        model = minigrad_nn.MLP(2, [4, 1], nonlin="leaky_relu", out_nonlin=None)
+        X = np.array([[1.0, -2.0], [-0.5, 0.25], [2.0, 1.5]])
+        outputs = [model(list(x)) for x in X]
+        loss = sum(o * o for o in outputs)
+        loss.backward()
+        assert outputs[0]._prev[4]._op.startswith("leaky_relu")  # (w_1..w_4, x_1..x_4, b): x_1
+        torch_model = minigrad_nn.to_torch(model)
+        torch_out = torch_model(torch.tensor(X, dtype=torch.float64))[:, 0]
+        torch_loss = (torch_out**2).sum()
+        torch_loss.backward()
+        assert [o.data for o in outputs] == pytest.approx(torch_out.tolist(), rel=1e-12)
+        assert list(minigrad_nn.predict_numpy(model, X)[:, 0]) == pytest.approx([o.data for o in outputs], rel=1e-12)
+        assert loss.data == pytest.approx(torch_loss.item(), rel=1e-12)
+        ours = sorted(abs(p.grad) for p in model.parameters())
+        theirs = sorted(float(g) for p in torch_model.parameters() for g in p.grad.abs().reshape(-1))
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-15)

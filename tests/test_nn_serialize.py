@@ -215,3 +215,12 @@ def test_metadata_rides_along(model, tmp_path):
     save(model, tmp_path / "m.json", metadata={"accuracy": 1.0})
     assert json.loads((tmp_path / "m.json").read_text())["metadata"] == {"accuracy": 1.0}
     assert numbers(load(tmp_path / "m.json")) == numbers(model)
+
+
+def test_loading_a_folder_or_saving_into_a_missing_folder_gets_a_clear_error(tmp_path):
+    model = minigrad_nn.MLP(2, [3, 1])
+    with pytest.raises(minigrad_nn.ModelFileError, match=str(tmp_path)):
+        minigrad_nn.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        minigrad_nn.save(model, tmp_path / "missing" / "model.json")
+    assert not (tmp_path / "missing").exists()

@@ -87,22 +87,28 @@ def render(graph, path, **draw_options) -> Path:
     return path
 
 
-def to_svg(graph, **draw_options) -> str:
-    """The graph as SVG text (raises GraphvizNotFound when ``dot`` is missing)."""
+def to_svg(graph, timeout: float | None = None, **draw_options) -> str:
+    """The graph as SVG text (raises GraphvizNotFound when ``dot`` is missing, RenderError
+    when it fails or takes longer than ``timeout`` seconds)."""
     if not dot_available():
         raise GraphvizNotFound(None, None)
-    return run_dot(_as_digraph(graph, draw_options), "svg").decode("utf-8")
+    return run_dot(_as_digraph(graph, draw_options), "svg", timeout).decode("utf-8")
 
 
-def run_dot(digraph: graphviz.Digraph, fmt: str) -> bytes:
+def run_dot(digraph: graphviz.Digraph, fmt: str, timeout: float | None = None) -> bytes:
+    """Lay the graph out with Graphviz's ``dot`` and return the file's bytes."""
     try:
-        return digraph.pipe(format=fmt, engine="dot", quiet=True)
-    except graphviz.ExecutableNotFound:
+        done = subprocess.run(["dot", f"-T{fmt}"], input=digraph.source.encode("utf-8"),
+                              capture_output=True, timeout=timeout)
+    except FileNotFoundError:
         raise GraphvizNotFound(None, None) from None
-    except (graphviz.CalledProcessError, subprocess.SubprocessError) as error:
-        stderr = getattr(error, "stderr", b"") or b""
-        detail = stderr.decode("utf-8", "replace").strip() if isinstance(stderr, bytes) else str(stderr)
-        raise RenderError(f"Graphviz's dot failed to draw the graph as {fmt}: {detail or error}") from None
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"Graphviz's dot took longer than {timeout:g} s to lay out this graph; "
+                          f"draw less of it (collapse=...)") from None
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip()
+        raise RenderError(f"Graphviz's dot failed to draw the graph as {fmt}: {detail or done.returncode}")
+    return done.stdout
 
 
 def strip_svg_preamble(svg: str) -> str:
