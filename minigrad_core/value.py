@@ -254,6 +254,31 @@ def _check_output(spec, inputs, params, data) -> float:
 
 def make_method(spec):
     """``x.name(*other_inputs, *params)``: a Value method that applies ``spec``."""
+    method = _unary_method(spec) if spec.arity == 1 and not spec.params else _general_method(spec)
+    method.__name__ = spec.method_names[0] if spec.method_names else spec.name
+    method.__qualname__ = f"Value.{method.__name__}"
+    method.__doc__ = spec.doc or f"{spec.describe()}  (op {spec.name!r} from plugin {spec.plugin!r})"
+    return method
+
+
+def _unary_method(spec):
+    """``x.tanh()``: the common case, kept lean (an inlined ``apply``)."""
+    forward = spec.forward
+
+    def method(self):
+        try:
+            data = forward(self.data)
+        except (ArithmeticError, ValueError) as error:
+            raise _as_op_error(spec, (self.data,), error) from error
+        if type(data) is not float:
+            data = _check_output(spec, (self.data,), None, data)
+        return node(data, (self,), spec)
+
+    return method
+
+
+def _general_method(spec):
+    """``x.power(y)``, ``x.leaky_relu(0.2)``: other inputs first, then the parameters."""
     n_inputs = None if spec.arity is None else spec.arity - 1
     param_names = tuple(spec.params)
 
@@ -268,21 +293,6 @@ def make_method(spec):
         params.update(zip(param_names, extra))
         return apply(spec, (self, *inputs), params)
 
-    if spec.arity == 1 and not spec.params:  # the common case, kept lean
-        forward = spec.forward
-
-        def method(self):  # noqa: F811
-            try:
-                data = forward(self.data)
-            except (ArithmeticError, ValueError) as error:
-                raise _as_op_error(spec, (self.data,), error) from error
-            if type(data) is not float:
-                data = _check_output(spec, (self.data,), None, data)
-            return node(data, (self,), spec)
-
-    method.__name__ = spec.method_names[0] if spec.method_names else spec.name
-    method.__qualname__ = f"Value.{method.__name__}"
-    method.__doc__ = spec.doc or f"{spec.describe()}  (op {spec.name!r} from plugin {spec.plugin!r})"
     return method
 
 
