@@ -324,6 +324,10 @@ class Tape:
                   isinstance(right, Value), bool(result))
             for left, right, symbol, result in comparisons
         ]
+        # where each guard is checked: after the last node it reads (the leaves: before any node)
+        self.guards_at: dict[int, list[int]] = {}
+        for index, guard in enumerate(self.guards):
+            self.guards_at.setdefault(max(guard.position(), self.first_interior - 1), []).append(index)
         self.recorded_outputs = [o.data if isinstance(o, Value) else float(o) for o in output_leaves]
         self._needs_grad = self._loss_ancestry()
         self._forward_only = None
@@ -501,9 +505,7 @@ class Tape:
     # -- the reference: the op rules themselves, one node at a time -----------------------------
     def _interpret(self, flat_args: list, backward: bool):
         values = list(flat_args) + [p.data for p in self.params] + [0.0] * len(self.instructions)
-        guards_at: dict[int, list] = {}
-        for index, guard in enumerate(self.guards):
-            guards_at.setdefault(max(guard.position(), self.first_interior - 1), []).append(index)
+        guards_at = self.guards_at
         self._check_guards(guards_at.get(self.first_interior - 1, ()), values)
         for instr in self.instructions:
             values[instr.slot] = evaluate(instr.spec, [values[i] for i in instr.inputs], instr.params)
@@ -681,6 +683,7 @@ class _CodeWriter:
     v nodes) and ``globals``, the functions the generated code calls, each under one name."""
 
     def __init__(self, tape: Tape):
+        self.tape = tape
         self.globals: dict = {}
         self._global_names: dict[tuple, str] = {}
         self.names = [f"x{i}" for i in range(tape.n_inputs)]
@@ -699,13 +702,21 @@ class _CodeWriter:
             self._global_names[key] = name
         return self._global_names[key]
 
+    def _prologue(self) -> tuple[list[str], dict[int, list[int]]]:
+        """The lines that unpack the inputs and the other leaves (and check the guards on
+        them), and after which node each other guard is checked."""
+        tape, names = self.tape, self.names
+        body = []
+        if tape.n_inputs:
+            body.append(f"{', '.join(names[: tape.n_inputs])}, = inputs")
+        if tape.params:
+            body.append(f"{', '.join(names[tape.n_inputs : tape.first_interior])}, = [p.data for p in parameters]")
+        body += self._guard_lines(tape.guards_at.get(tape.first_interior - 1, ()))
+        return body, tape.guards_at
+
 
 class _ScalarCode(_CodeWriter):
     """Writes the straight-line Python for one tape."""
-
-    def __init__(self, tape: Tape):
-        super().__init__(tape)
-        self.tape = tape
 
     def _function(self, role: str, spec) -> str:
         """A global name for an op's forward / derivative rule."""
@@ -807,15 +818,7 @@ class _ScalarCode(_CodeWriter):
             f"(parameters and constants, read from their .data at each call); {len(tape.instructions)} node(s) v.",
             f"def {function}(inputs, parameters):",
         ]
-        body = []
-        if tape.n_inputs:
-            body.append(f"{', '.join(names[: tape.n_inputs])}, = inputs")
-        if tape.params:
-            body.append(f"{', '.join(names[tape.n_inputs : tape.first_interior])}, = [p.data for p in parameters]")
-        guards_at: dict[int, list] = {}
-        for index, guard in enumerate(tape.guards):
-            guards_at.setdefault(max(guard.position(), tape.first_interior - 1), []).append(index)
-        body += self._guard_lines(guards_at.get(tape.first_interior - 1, ()))
+        body, guards_at = self._prologue()
         body.append("# forward: one line per node")
         for instr in tape.instructions:
             body.append(f"{names[instr.slot]} = {self.forward_expression(instr)}")
@@ -1052,15 +1055,7 @@ class _BatchedCode(_CodeWriter):
     def source(self) -> str:
         batched, names = self.batched, self.names
         tape = batched.tape
-        body = []
-        if tape.n_inputs:
-            body.append(f"{', '.join(names[: tape.n_inputs])}, = inputs")
-        if tape.params:
-            body.append(f"{', '.join(names[tape.n_inputs : tape.first_interior])}, = [p.data for p in parameters]")
-        guards_at: dict[int, list] = {}
-        for index, guard in enumerate(tape.guards):
-            guards_at.setdefault(max(guard.position(), tape.first_interior - 1), []).append(index)
-        body += self._guard_lines(guards_at.get(tape.first_interior - 1, ()))
+        body, guards_at = self._prologue()
         body.append("# forward: one line per node, on arrays of one value per example")
         for instr in tape.instructions:
             arguments = [names[i] for i in instr.inputs]
@@ -1117,7 +1112,7 @@ class _BatchedCode(_CodeWriter):
     def _guard_lines(self, indices) -> list[str]:
         lines = []
         for index in indices:
-            guard = self.batched.tape.guards[index]
+            guard = self.tape.guards[index]
             left = self.names[guard.left]
             right = self.names[guard.right] if guard.right_is_slot else _literal(guard.right, self.globals)
             test = f"({left} {guard.symbol} {right})"
