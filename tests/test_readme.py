@@ -24,3 +24,36 @@ def test_readme_names_the_two_setup_commands_that_ci_runs():
     assert "bash scripts/dev demo" in text and "bash scripts/dev test" in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert "bash scripts/dev test" in ci
+
+
+def _python_block_after(heading: str) -> str:
+    text = README.read_text()
+    section = text[text.index(heading):]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"no Python block under {heading!r}"
+    return match.group(1)
+
+
+def test_readme_training_loop_runs_and_learns():
+    import minigrad_nn
+
+    minigrad_nn.seed(0)  # the README's loop starts from random weights; fix them for the test
+    namespace = {}
+    exec(compile(_python_block_after("## Train a network"), "README.md", "exec"), namespace)
+    assert namespace["loss"].data < 0.5 and len(namespace["n"].parameters()) == 41
+
+
+def test_readme_custom_op_block_registers_a_working_op():
+    from minigrad_core import Value, unregister_op
+    from minigrad_core.testing import check_op
+
+    namespace = {}
+    exec(compile(_python_block_after("## Write your own op"), "README.md", "exec"), namespace)
+    try:
+        x = Value(2.0)
+        y = x.cube()
+        y.backward()
+        assert (y.data, x.grad) == (8.0, 12.0)
+        check_op("cube")
+    finally:
+        unregister_op("cube")
