@@ -201,6 +201,8 @@ class Registry:
         self.commands: dict[str, Command] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self._replaced: set[str] = set()  # ops registered with replace=True
+        # operator -> (the op taking a Value operand, the op taking a number operand)
+        self.operators: dict[str, tuple[OpSpec | None, OpSpec | None]] = {}
         self._collect()
 
     @classmethod
@@ -308,7 +310,7 @@ class Registry:
                         f"{owners[method].plugin!r}) and op {spec.name!r} (plugin {spec.plugin!r})"
                     )
                 owners[method] = spec
-        self._operator_table()  # raises on a clash
+        self.operators = self._operator_table()  # raises on a clash
 
     def _operator_table(self) -> dict[str, tuple[OpSpec | None, OpSpec | None]]:
         table: dict[str, list] = {}
@@ -390,7 +392,7 @@ def activate(registry: Registry) -> Registry:
     for spec in registry.ops.values():
         for method in spec.method_names:
             methods[method] = value.make_method(spec)
-    for dunder, (value_spec, number_spec) in registry._operator_table().items():
+    for dunder, (value_spec, number_spec) in registry.operators.items():
         reflected = dunder in _REFLECTED
         methods[dunder] = value.make_operator(dunder, value_spec, number_spec, reflected)
     for dunder in _COMMON_OPERATORS:
