@@ -76,7 +76,7 @@ READING = """\
   batched runs whole float64 tensors on one thread (the batched floor). Every engine starts from
   the same weights and data, and before timing the suite runs three training steps of each and
   stops if a loss differs from MiniGrad eager's by more than 1e-9 (1e-12 for the replays).
-- **Replay** (`minigrad_core.replay.record`) runs the step once on Values, then generates
+- **Replay** (`minigrad_replay.record`) runs the step once on Values, then generates
   straight-line Python for the forward and backward pass of that graph (`tape.source`). Each step
   then runs on floats and adds to the parameters' `.grad`, so the optimizer is unchanged. Its
   setup is that one recording and compiling the generated code.
@@ -314,7 +314,7 @@ def demo_step(report: Report, quick: bool, clock) -> None:
 
 def backward_rows(report: Report, quick: bool, clock) -> None:
     """backward() against the plainest first-order loop, and the cost of create_graph=True."""
-    from minigrad_core.value import propagate, topological_order
+    from minigrad_core import propagate, topological_order
     from minigrad_nn import losses
 
     problem = workloads.demo_problem()
@@ -422,7 +422,7 @@ def per_node_costs(build, shape: str, n: int, repeats: int, clock) -> Growth | N
 
 
 def growth(report: Report, quick: bool, clock) -> None:
-    from minigrad_core.value import topological_order
+    from minigrad_core import topological_order
 
     sizes = [1_000, 10_000, 100_000] if quick else [1_000, 100_000, 1_000_000]
     repeats = {1_000: 41, 10_000: 11, 100_000: 3 if quick else 9, 1_000_000: 3}
@@ -519,7 +519,7 @@ def count_closure_nodes(out) -> int:
 
 
 def memory(report: Report, quick: bool) -> None:
-    from minigrad_core.value import topological_order
+    from minigrad_core import topological_order
     from minigrad_nn import losses
 
     problem = workloads.demo_problem()

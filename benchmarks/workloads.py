@@ -81,7 +81,7 @@ def make_eager_step(problem: Problem):
 
 def make_replay_step(problem: Problem):
     """The same step, recorded once and replayed on floats."""
-    from minigrad_core.replay import record
+    from minigrad_replay import record
     from minigrad_nn import losses, optim
 
     model = minigrad_model(problem)
@@ -108,7 +108,7 @@ def make_batched_step(problem: Problem):
     term (which depends on no example) is a replay of its own."""
     import numpy as np
 
-    from minigrad_core.replay import record, record_batch
+    from minigrad_replay import record, record_batch
     from minigrad_nn import losses, optim
 
     model = minigrad_model(problem)

@@ -1,20 +1,30 @@
 """MiniGrad's kernel: Values, the graph, backward, and the op registry. No math lives here.
 
     from minigrad_core import Value, OpSpec, hookimpl   # all a plugin author needs
+
+The chain rule lives in ``minigrad_core.value``: ``local_derivatives`` calls an op's
+derivative rule and checks it, ``pass_gradient`` applies ``child.grad += partial * node.grad``,
+and ``backward_steps`` walks a backward pass one node at a time for tools to observe.
 """
 
+from .anomaly import detect_anomaly
 from .errors import (
+    AnomalyError,
     HigherOrderError,
     MiniGradError,
+    MissingRuleError,
     OpDomainError,
+    OpRuleError,
     OpSpecError,
     OpZeroDivisionError,
     PluginLoadError,
+    PluginLoadWarning,
     RegistrationError,
     UnknownOpError,
+    shorten,
 )
-from .functional import grad, ops
-from .opspec import REQUIRED, Domain, OpSpec
+from .functional import grad, jvp, ops
+from .opspec import OPERATORS, REQUIRED, Domain, OpSpec
 from .registry import (
     Registry,
     activate,
@@ -29,14 +39,33 @@ from .registry import (
     unregister_plugin,
     using,
 )
-from .value import Value, backward, topological_order
+from .value import (
+    COMPARE,
+    Value,
+    apply,
+    backward,
+    backward_steps,
+    bind_params,
+    chain_rule_step,
+    comparison_observers,
+    evaluate,
+    local_derivatives,
+    pass_gradient,
+    topological_order,
+)
+
+__version__ = "0.2.0"
 
 install_lazy_operators()
 
 __all__ = [
-    "Value", "OpSpec", "Domain", "REQUIRED", "hookimpl", "grad", "ops", "backward", "topological_order",
+    "Value", "OpSpec", "Domain", "REQUIRED", "OPERATORS", "hookimpl",
+    "grad", "jvp", "ops", "backward", "backward_steps", "topological_order",
+    "local_derivatives", "pass_gradient", "chain_rule_step", "apply", "evaluate", "bind_params",
+    "comparison_observers", "COMPARE", "detect_anomaly",
     "Registry", "get_registry", "activate", "using", "make_plugin_manager",
     "register_plugin", "unregister_plugin", "register_op", "unregister_op", "op",
-    "MiniGradError", "UnknownOpError", "OpDomainError", "OpZeroDivisionError", "OpSpecError",
-    "RegistrationError", "PluginLoadError", "HigherOrderError",
+    "MiniGradError", "UnknownOpError", "OpDomainError", "OpZeroDivisionError", "OpSpecError", "OpRuleError",
+    "RegistrationError", "PluginLoadError", "PluginLoadWarning", "HigherOrderError", "MissingRuleError",
+    "AnomalyError", "shorten", "__version__",
 ]

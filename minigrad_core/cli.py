@@ -1,13 +1,15 @@
-"""The ``minigrad`` command: ``minigrad ops``, ``minigrad plugins``, ``minigrad explain``, and
-commands from plugins."""
+"""The ``minigrad`` command: ``minigrad ops``, ``minigrad plugins``, and commands from plugins."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
+import os
 import sys
 
-from .errors import MiniGradError
+from .errors import MiniGradError, shorten
 from .registry import Registry, get_registry
 
 
@@ -19,7 +21,7 @@ def ops_table(registry: Registry) -> list[dict]:
             "name": spec.name,
             "arity": "any" if spec.arity is None else spec.arity,
             "formula": spec.describe(),
-            "params": dict(spec.params),
+            "params": {k: v for k, v in spec.params.items()},
             "methods": list(spec.method_names),
             "operators": list(spec.operators),
             "plugin": spec.plugin,
@@ -30,7 +32,19 @@ def ops_table(registry: Registry) -> list[dict]:
 
 
 def plugins_table(registry: Registry) -> list[dict]:
-    return [info.as_dict() for info in registry.plugins.values()]
+    rows = [dict(info.as_dict(), status="loaded") for info in registry.plugins.values()]
+    rows += [dict(info.as_dict(), status="failed") for info in registry.failed.values()]
+    return rows
+
+
+def versions() -> dict[str, str]:
+    """The version of every installed MiniGrad distribution (the root one and each plugin's)."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if name.lower().startswith("minigrad"):
+            found[name] = dist.version
+    return dict(sorted(found.items()))
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
@@ -44,7 +58,7 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 def _run_ops(args) -> int:
     rows = ops_table(get_registry())
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=repr))
     elif not rows:
         print("no ops registered (is MINIGRAD_PLUGINS excluding them?)")
     else:
@@ -61,77 +75,57 @@ def _run_plugins(args) -> int:
         return 0
     for row in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items()) or "nothing"
-        row["provides"] = provides
+        row["provides"] = provides if row["status"] == "loaded" else f"FAILED: {shorten(row['error'], 120)}"
         row["distribution"] = f"{row['distribution']} {row['version']}".strip() or row["module"]
     _print_table(rows, ["name", "distribution", "provides"])
     return 0
 
 
-def _configure_explain(parser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
-        "example:\n  minigrad explain \"tanh(x1*w1 + x2*w2 + b)\" x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n\n"
-        "The expression may use numbers, the bound names, + - * / ** and unary -, and any registered\n"
-        "op as a function (see `minigrad ops`); it is parsed, never evaluated as Python."
-    )
-    parser.add_argument("expression", help='the expression, e.g. "tanh(x*w + b)"')
-    parser.add_argument("bindings", nargs="*", metavar="NAME=VALUE", help="a number for each name")
-    parser.add_argument("--digits", type=_digits, default=4, help="significant digits shown, 1 to 17 (default 4)")
-    parser.add_argument("--json", action="store_true", help="print the steps as JSON instead of text")
-
-
-def _digits(text: str) -> int:
-    if not (text.isdigit() and 1 <= int(text) <= 17):
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 17, got {text!r}")
-    return int(text)
-
-
-def _run_explain(args) -> int:
-    from .explain import explain
-    from .expr import parse, parse_bindings
-
-    expression = parse(args.expression)
-    root = expression.evaluate(parse_bindings(args.bindings))
-    explanation = explain(root, digits=args.digits)
-    if args.json:
-        print(json.dumps(explanation.as_dict(), indent=2))
-    else:
-        print(explanation.text)
-    return 0
-
-
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.")
+    version_text = "\n".join(f"{name} {version}" for name, version in versions().items()) or "minigrad (not installed)"
+    parser.add_argument("--version", action="version", version=version_text)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help, run in (("ops", "list the registered ops", _run_ops),
-                            ("plugins", "list the loaded plugins and what each provides", _run_plugins)):
+                            ("plugins", "list the plugins, what each provides, and any that failed", _run_plugins)):
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.set_defaults(run=run)
-    sub = commands.add_parser("explain", help="narrate the backward pass of an expression, step by step",
-                              description="narrate the backward pass of an expression, step by step")
-    _configure_explain(sub)
-    sub.set_defaults(run=_run_explain)
     for command in registry.commands.values():
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
-        command.configure(sub)
+        try:
+            command.configure(sub)
+        except Exception as error:  # one broken plugin command must not break the others, --help included
+            print(f"minigrad: warning: command {command.name!r} (plugin {command.plugin!r}) could not set up "
+                  f"its options: {type(error).__name__}: {shorten(str(error))}; it is left out", file=sys.stderr)
+            commands._name_parser_map.pop(command.name, None)
+            commands._choices_actions[:] = [a for a in commands._choices_actions if a.dest != command.name]
+            continue
         sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        registry = get_registry()
-        parser = build_parser(registry)
+        # Whatever a plugin prints while it loads goes to stderr: stdout is for results (JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            registry = get_registry()
+            parser = build_parser(registry)
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
         status = args.run(args)
+        sys.stdout.flush()
         return 0 if status is None else int(status)
     except MiniGradError as error:
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (minigrad ops | head -1): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,24 @@
-"""Functions over Values: ``grad`` (composable derivatives) and ``ops`` (every op as a function)."""
+"""Functions over Values: ``grad`` (composable derivatives), ``jvp`` (forward mode) and
+``ops`` (every op as a function)."""
 
 from __future__ import annotations
 
-from typing import Callable
+import numbers
+from typing import Callable, Sequence
 
-from .value import Value, _bind_params, apply, as_number, backward, evaluate, topological_order
+from .errors import MiniGradError, shorten
+from .registry import get_registry, on_activate
+from .value import (
+    Value,
+    apply,
+    as_number,
+    backward,
+    bind_params,
+    evaluate,
+    local_derivatives,
+    rule_error,
+    topological_order,
+)
 
 
 def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
@@ -25,7 +39,7 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
         if not isinstance(out, Value):  # f does not depend on its inputs at all
             results = [Value(0.0) if nested else 0.0 for _ in positions]
         else:
-            leaves = [n for n in topological_order(out) if n._spec is None]
+            leaves = [n for n in topological_order(out) if n.is_leaf]
             saved = [n.grad for n in leaves]
             for leaf in leaves:
                 leaf.grad = 0.0
@@ -43,12 +57,54 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
     return derivative
 
 
-class OpFunctions:
-    """Every registered op as a function that takes Values or numbers.
+def jvp(f: Callable, primals: Sequence[float] | float, tangents: Sequence[float] | float):
+    """Forward mode: ``(f(*primals), d f(primals + t * tangents) / d t at t = 0)``.
 
-    ``ops.tanh(x)`` records a node when ``x`` is a Value and simply computes when it is
-    a number, so derivative rules written with it work in both first- and higher-order
-    backward passes.
+    The tangent travels forward with the values, node by node, through the same local
+    derivatives that ``backward()`` uses: ``tangent(node) = sum of partial_i * tangent(input_i)``.
+    One forward pass gives the derivative along one direction for every output; one
+    backward pass gives the derivative of one output for every input. That is why training,
+    many parameters and one loss, runs backward. As ``jax.jvp`` and ``torch.func.jvp``:
+    ``f`` returns a Value (or a tuple of them); the result has the same shape.
+    """
+    single = not isinstance(primals, (list, tuple))
+    primals = [primals] if single else list(primals)
+    tangents = [tangents] if not isinstance(tangents, (list, tuple)) else list(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s); give one tangent per input")
+    inputs = [Value(p) for p in primals]
+    out = f(*inputs)
+    outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+    tangent: dict[Value, float] = {x: as_number(t) for x, t in zip(inputs, tangents)}
+    values = [o for o in outputs if isinstance(o, Value)]
+    for n in topological_order(*values):
+        if n in tangent:
+            continue
+        if n.is_leaf:
+            tangent[n] = 0.0  # a constant or a parameter: not moved by the inputs
+            continue
+        spec = n.op_spec
+        if spec is None:
+            raise MiniGradError(f"jvp: node {shorten(n)} ({n._op!r}) is passed on by a _backward closure, "
+                                f"which only runs backward; forward mode needs a registered op's rule")
+        partials = local_derivatives(spec, [c.data for c in n._prev], n.data, n._params or None)
+        total = 0.0
+        for child, partial in zip(n._prev, partials):
+            total += partial * tangent[child]
+        tangent[n] = total
+    results = [(o.data, tangent[o]) if isinstance(o, Value) else (as_number(o), 0.0) for o in outputs]
+    if not isinstance(out, (list, tuple)):
+        return results[0]
+    return type(out)(r[0] for r in results), type(out)(r[1] for r in results)
+
+
+class OpFunctions:
+    """Every registered op as a function that takes Values, numbers or arrays.
+
+    ``ops.tanh(x)`` records a node when ``x`` is a Value, simply computes when it is a
+    number, and runs the op's array form (or its forward rule, if that works on arrays)
+    for numpy arrays. So one derivative rule written with ``ops`` serves backward passes
+    of every order and batches alike.
     """
 
     def _forget(self) -> None:
@@ -58,14 +114,22 @@ class OpFunctions:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        from .registry import get_registry
-
         spec = get_registry().get(name)
 
         def function(*inputs, **params):
-            if any(type(x) is Value for x in inputs):
-                return apply(spec, inputs, params)
-            return evaluate(spec, [as_number(x) for x in inputs], _bind_params(spec, params))
+            for x in inputs:
+                if isinstance(x, Value):
+                    return apply(spec, inputs, params)
+            if all(isinstance(x, numbers.Real) for x in inputs):
+                return evaluate(spec, [as_number(x) for x in inputs], bind_params(spec, params))
+            rule = spec.np_forward or spec.forward  # arrays
+            bound = bind_params(spec, params)
+            try:
+                return rule(*inputs, **bound) if bound else rule(*inputs)
+            except MiniGradError:
+                raise
+            except Exception as error:
+                raise rule_error(spec, "forward", inputs, bound, error) from error
 
         function.__name__ = name
         function.__doc__ = spec.doc or spec.describe()
@@ -73,9 +137,8 @@ class OpFunctions:
         return function
 
     def __dir__(self):
-        from .registry import get_registry
-
         return sorted(get_registry().ops)
 
 
 ops = OpFunctions()
+on_activate.append(ops._forget)

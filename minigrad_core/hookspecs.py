@@ -39,3 +39,14 @@ def minigrad_register_commands(register):
     ``configure(parser)`` adds arguments to an ``argparse`` parser;
     ``run(args) -> int | None`` executes the command and returns its exit status.
     """
+
+
+@hookspec
+def minigrad_register_engines(register):
+    """Register training engines: ``register(name, engine)``.
+
+    ``engine(loss_fn)`` returns an object whose ``backward(*args)`` computes ``loss_fn(*args)``
+    and adds the loss's gradient to the ``.grad`` of the Values it reads (the parameters),
+    as ``loss_fn(*args).backward()`` would, and returns ``loss_fn``'s outputs as numbers.
+    ``minigrad demo --engine NAME`` offers every registered engine.
+    """

@@ -11,10 +11,11 @@ from __future__ import annotations
 import inspect
 import keyword
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .errors import OpSpecError
+from .errors import OpSpecError, shorten
 
 REQUIRED = None  # a parameter whose default is REQUIRED must be given at every call
 
@@ -25,11 +26,12 @@ _DEFAULT_INPUT_NAMES = {1: ("x",), 2: ("a", "b"), 3: ("a", "b", "c")}
 class Domain:
     """Where an op is defined, used by property tests, error messages and explanations.
 
-    ``bounds`` holds one ``(low, high)`` pair per input (a single pair applies to every
-    input); the ends are excluded when ``open`` is true. ``kinks`` holds, per input, the
-    points where the derivative jumps or is undefined (relu at 0), so gradient checks
-    keep away from them. ``where`` is an optional predicate on all inputs together,
-    for conditions that bounds cannot say (``b != 0`` for division).
+    ``bounds`` is one ``(low, high)`` pair for every input, or a tuple of pairs, one per
+    input; the ends are excluded when ``open`` is true. ``kinks`` are the points where the
+    derivative jumps or is undefined (relu at 0), so gradient checks keep away from them:
+    ``(0.0,)`` for every input, or a tuple of tuples, one per input (``((), (0.0,))`` for
+    division: only the divisor has one). ``where`` is an optional predicate on all inputs
+    together, for conditions that bounds cannot say (``b != 0`` for division).
     """
 
     bounds: tuple = ((-math.inf, math.inf),)
@@ -38,6 +40,18 @@ class Domain:
     open: bool = True
     description: str = "any real number"
     params: Mapping[str, tuple] = field(default_factory=dict)  # parameter -> values to test with
+
+    def __post_init__(self):
+        object.__setattr__(self, "bounds", _per_input_pairs(self.bounds))
+        object.__setattr__(self, "kinks", _per_input_points(self.kinks))
+        if self.where is not None and not callable(self.where):
+            raise OpSpecError(f"Domain(where=...) must be a function of the inputs, got {self.where!r}")
+        if not isinstance(self.description, str):
+            raise OpSpecError(f"Domain(description=...) must be text, got {self.description!r}")
+        for name, values in dict(self.params).items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+                raise OpSpecError(f"Domain(params=...): the values to test {name!r} with must be a tuple, got {values!r}")
+        object.__setattr__(self, "params", {k: tuple(v) for k, v in dict(self.params).items()})
 
     def bounds_of(self, index: int) -> tuple[float, float]:
         return self.bounds[index] if len(self.bounds) > 1 else self.bounds[0]
@@ -54,6 +68,52 @@ class Domain:
             if not inside:
                 return False
         return self.where is None or bool(self.where(*inputs, **params))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _per_input_pairs(bounds) -> tuple:
+    """``(low, high)`` or ``((low, high), ...)`` as a tuple of pairs, checked."""
+    if isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(_is_number(b) for b in bounds):
+        bounds = (tuple(bounds),)
+    if not isinstance(bounds, (tuple, list)) or not bounds:
+        raise OpSpecError(f"Domain(bounds=...) must be a (low, high) pair or a tuple of them, got {bounds!r}")
+    pairs = []
+    for pair in bounds:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_number(b) for b in pair)):
+            raise OpSpecError(f"Domain(bounds=...): each entry must be a (low, high) pair of numbers, got {pair!r} "
+                              f"in {bounds!r}")
+        if not pair[0] < pair[1]:
+            raise OpSpecError(f"Domain(bounds=...): low must be below high, got {tuple(pair)!r}")
+        pairs.append((float(pair[0]), float(pair[1])))
+    return tuple(pairs)
+
+
+def _per_input_points(kinks) -> tuple:
+    """``(0.0,)`` (every input) or ``((0.0,), ())`` (per input) as a tuple of tuples, checked."""
+    if not isinstance(kinks, (tuple, list)):
+        raise OpSpecError(f"Domain(kinks=...) must be a tuple of points such as (0.0,), or one tuple per input "
+                          f"such as ((), (0.0,)); got {kinks!r}")
+    if all(_is_number(k) for k in kinks):
+        return (tuple(float(k) for k in kinks),) if kinks else ()
+    per_input = []
+    for points in kinks:
+        if not (isinstance(points, (tuple, list)) and all(_is_number(k) for k in points)):
+            raise OpSpecError(f"Domain(kinks=...): mix of numbers and tuples in {kinks!r}; give points such as "
+                              f"(0.0,) for every input, or one tuple per input such as ((), (0.0,))")
+        per_input.append(tuple(float(k) for k in points))
+    return tuple(per_input)
+
+
+# The Python operators an op may install on Value: arithmetic only. Every other dunder
+# (__del__, __hash__, __getattribute__, __class__ ...) is the kernel's own.
+OPERATORS = frozenset({
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+    "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__matmul__",
+    "__rmatmul__", "__neg__", "__pos__", "__abs__",
+})
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,16 +141,21 @@ class OpSpec:
     operators: tuple[str, ...] = ()  # Python operators it installs, e.g. ("__add__", "__radd__")
     domain: Domain = field(default_factory=Domain)
     torch: Callable[..., Any] | None = None  # the same op on torch tensors, for oracle tests
-    np_forward: Callable[..., Any] | None = None  # forward on numpy arrays (batched replay)
-    np_derivative: Callable[..., tuple] | None = None  # derivative on numpy arrays
-    code: Any = None  # expression templates for replay's code generator (see minigrad_core.replay)
+    # Optional fast forms on numpy arrays, for batched evaluation. Without them the rules
+    # above run on arrays when they can (plain arithmetic does), else one example at a time.
+    np_forward: Callable[..., Any] | None = None
+    np_derivative: Callable[..., tuple] | None = None  # only where it measurably pays; tested equal
     higher_order: bool | None = None  # False: derivative works on numbers only
     doc: str = ""
     plugin: str = ""  # filled in by the registry: who provided this op
 
     def __post_init__(self):
-        if not (isinstance(self.name, str) and self.name.isidentifier() and not keyword.iskeyword(self.name)):
-            raise OpSpecError(f"OpSpec name must be a Python identifier, got {self.name!r}")
+        if not (isinstance(self.name, str) and self.name.isidentifier() and not keyword.iskeyword(self.name)
+                and not self.name.startswith("_")):
+            raise OpSpecError(f"OpSpec name must be a Python identifier not starting with '_', got {shorten(self.name)}")
+        if unicodedata.normalize("NFKC", self.name) != self.name:
+            raise OpSpecError(f"OpSpec name {self.name!r} changes under Unicode normalization (Python reads it as "
+                              f"{unicodedata.normalize('NFKC', self.name)!r}); use the normalized spelling")
         if self.arity is not None and (not isinstance(self.arity, int) or self.arity < 0):
             raise OpSpecError(f"op {self.name!r}: arity must be a non-negative int or None (any), got {self.arity!r}")
         for role in ("forward", "derivative"):
@@ -102,8 +167,18 @@ class OpSpec:
             if isinstance(getattr(self, role), str):
                 raise OpSpecError(f"op {self.name!r}: {role} must be a tuple of strings, e.g. ({getattr(self, role)!r},)")
         for dunder in self.operators:
-            if not (dunder.startswith("__") and dunder.endswith("__")):
-                raise OpSpecError(f"op {self.name!r}: operator {dunder!r} is not a dunder name like '__add__'")
+            if dunder not in OPERATORS:
+                raise OpSpecError(f"op {self.name!r}: operator {dunder!r} cannot be installed on Value; an op may "
+                                  f"install these operators: {', '.join(sorted(OPERATORS))}")
+        for method in self.method_names:
+            if not (isinstance(method, str) and method.isidentifier()) or method.startswith("_"):
+                raise OpSpecError(f"op {self.name!r}: method name {method!r} must be an identifier not starting "
+                                  f"with '_' (names with underscores belong to Value itself)")
+        if not isinstance(self.domain, Domain):
+            raise OpSpecError(f"op {self.name!r}: domain must be a Domain, got {self.domain!r}")
+        for param in self.params:
+            if not (isinstance(param, str) and param.isidentifier() and not keyword.iskeyword(param)):
+                raise OpSpecError(f"op {self.name!r}: parameter name {param!r} must be a Python identifier")
         object.__setattr__(self, "params", dict(self.params))
         self._check_signature("forward", self.forward, self.arity)
         self._check_signature("derivative", self.derivative, None if self.arity is None else self.arity + 1)

@@ -1,43 +1,65 @@
 """The op registry and the plugin manager.
 
-Start-up happens once: plugins are found through the ``minigrad`` entry-point
-group, their hooks are called, and what they register is collected into plain
-dicts. Then each op's methods and operators are installed on ``Value``. After
-that, computing with Values never touches pluggy.
+Start-up happens once, at the first use of an op: the built-in plugins are imported by
+module name (so a bare source checkout computes), third-party plugins are found through
+the ``minigrad`` entry-point group, each plugin's hooks are called, and what they register
+is collected into plain dicts. Then each op's methods and operators are installed on
+``Value``. After that, computing with Values never touches pluggy.
+
+A third-party plugin that fails to import or to register is skipped with one warning
+naming it, its distribution, the error and how to leave it out; everything else works.
+``MINIGRAD_STRICT_PLUGINS=1`` turns that warning into an error (for CI).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import importlib.metadata
 import os
+import threading
 import types
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
 
-from . import hookspecs
-from .errors import MiniGradError, OpSpecError, PluginLoadError, RegistrationError, UnknownOpError
+from . import hookspecs, methods, value
+from .errors import (
+    MiniGradError,
+    OpSpecError,
+    PluginLoadError,
+    PluginLoadWarning,
+    RegistrationError,
+    UnknownOpError,
+    clip,
+    shorten,
+)
 from .opspec import OpSpec
+from .value import Value
 
 ENTRY_POINT_GROUP = "minigrad"
-BUILTIN_COMMANDS = ("ops", "plugins", "explain")  # the core's own sub-commands of `minigrad`
 PLUGINS_ENV = "MINIGRAD_PLUGINS"
+STRICT_ENV = "MINIGRAD_STRICT_PLUGINS"
+# MiniGrad's own plugins, imported by module name as pytest imports its default plugins.
+BUILTIN_PLUGINS = {"ops": "minigrad_ops", "nn": "minigrad_nn.plugin"}
+BUILTIN_COMMANDS = ("ops", "plugins")  # the kernel's own sub-commands of `minigrad`
 
-hookimpl = pluggy.HookimplMarker("minigrad")
+hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
 
 
 @dataclass
 class PluginInfo:
-    """Who a plugin is and what it provided."""
+    """Who a plugin is, what it provided, and why it failed if it did."""
 
     name: str
     distribution: str = ""
     version: str = ""
     module: str = ""
     provides: dict[str, list[str]] = field(default_factory=dict)  # kind -> names
+    error: str = ""  # why the plugin was skipped ("" when it loaded)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -52,7 +74,9 @@ class Command:
     plugin: str = ""
 
 
-# -- plugin discovery -------------------------------------------------------------------
+def strict(environ=os.environ) -> bool:
+    return environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
 
 def selected_plugins(environ=os.environ) -> set[str] | None:
     """The plugin names chosen by MINIGRAD_PLUGINS: None when unset (= all installed)."""
@@ -62,17 +86,25 @@ def selected_plugins(environ=os.environ) -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set[str] | None | str = "env"):
-    """A fresh plugin manager. ``entry_points`` loads the installed plugins (those chosen
-    by MINIGRAD_PLUGINS unless ``selection`` is given); ``plugins`` are registered as well.
+# -- plugin discovery -------------------------------------------------------------------
 
-    Tests make one per test, so what they see never depends on what else is installed.
+def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set[str] | None | str = "env"):
+    """A fresh plugin manager: the built-in plugins and the installed ones (those chosen by
+    MINIGRAD_PLUGINS unless ``selection`` is given) when ``entry_points``; ``plugins`` are
+    registered as well. Tests make one per test, so what they see never depends on what
+    else is installed.
     """
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
     manager.minigrad_info = {}  # plugin name -> PluginInfo
+    manager.minigrad_failed = {}  # plugin name -> PluginInfo of a plugin that was skipped
+    manager.minigrad_candidates = set()  # every plugin asked for: named in the hint to leave one out
     if entry_points:
         chosen = selected_plugins() if selection == "env" else selection
+        manager.minigrad_candidates = {name for name in BUILTIN_PLUGINS if chosen is None or name in chosen} | {
+            ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if chosen is None or ep.name in chosen or _distribution(ep)[0] in chosen}
+        _load_builtins(manager, chosen)
         _load_entry_points(manager, chosen)
     for plugin in plugins:
         register_into(manager, plugin)
@@ -81,6 +113,8 @@ def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set
 
 def register_into(manager, plugin: Any, name: str | None = None) -> str:
     name = name or getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or type(plugin).__name__
+    if not isinstance(name, str):
+        raise RegistrationError(f"a plugin's name must be text, got {shorten(name)}")
     _check_hooks_are_marked(plugin, name)
     if manager.has_plugin(name):
         raise RegistrationError(
@@ -123,52 +157,89 @@ def _check_hooks_are_known(manager, plugin: Any, name: str) -> None:
             )
 
 
+def _load_builtins(manager, chosen: set[str] | None) -> None:
+    for name, module in BUILTIN_PLUGINS.items():
+        if chosen is not None and name not in chosen:
+            manager.set_blocked(name)  # pluggy's own way to keep a plugin out
+            continue
+        _load_one(manager, name, module, lambda module=module: importlib.import_module(module), "minigrad-edu",
+                  _own_version())
+
+
 def _load_entry_points(manager, chosen: set[str] | None) -> None:
-    found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-    installed = {ep.name for ep in found}
+    found = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+             if ep.name not in BUILTIN_PLUGINS or ep.value != BUILTIN_PLUGINS[ep.name]]
     if chosen is not None:
-        unknown = chosen - installed - {_distribution(ep)[0] for ep in found}
+        known = {ep.name for ep in found} | {_distribution(ep)[0] for ep in found} | set(BUILTIN_PLUGINS)
+        unknown = chosen - known
         if unknown:
             raise PluginLoadError(
                 f"{PLUGINS_ENV} names {sorted(unknown)}, which no installed distribution provides; "
-                f"installed MiniGrad plugins: {sorted(installed) or 'none'}"
+                f"MiniGrad plugins here: {', '.join(sorted(known - {''})) or 'none'}"
             )
+    providers: dict[str, tuple[str, str]] = {}
     for entry_point in found:
         distribution, version = _distribution(entry_point)
         if chosen is not None and entry_point.name not in chosen and distribution not in chosen:
+            manager.set_blocked(entry_point.name)
             continue
-        if manager.has_plugin(entry_point.name):
-            first = manager.minigrad_info[entry_point.name]
-            if (first.distribution, first.module) == (distribution, entry_point.value):
+        first = providers.get(entry_point.name)
+        if first is not None:
+            if first == (distribution, entry_point.value):
                 continue  # the same entry point seen twice (e.g. an editable install plus a copy)
-            raise PluginLoadError(
-                f"two installed distributions provide a MiniGrad plugin named {entry_point.name!r}: "
-                f"{first.distribution} ({first.module}) and {distribution} ({entry_point.value}); "
-                f"uninstall one of them (which one loads first depends on the file system)"
-            )
-        who = f"MiniGrad plugin {entry_point.name!r} (entry point {entry_point.value!r} of distribution " \
-              f"{distribution or '?'} {version})".replace(" )", ")")
-        loaded = installed if chosen is None else installed & chosen
-        try:
-            plugin = entry_point.load()
-        except Exception as error:
-            raise PluginLoadError(
-                f"{who} failed to import: {type(error).__name__}: {error}. "
-                + without_plugin_hint(entry_point.name, loaded)
-            ) from error
-        try:
-            register_into(manager, plugin, entry_point.name)
-        except RegistrationError as error:
-            raise PluginLoadError(f"{who}: {error}. " + without_plugin_hint(entry_point.name, loaded)) from None
-        manager.minigrad_info[entry_point.name] = PluginInfo(
-            name=entry_point.name, distribution=distribution, version=version, module=entry_point.value
-        )
+            _skip(manager, PluginInfo(entry_point.name, distribution, version, entry_point.value),
+                  f"two installed distributions provide a MiniGrad plugin named {entry_point.name!r}: "
+                  f"{first[0]} ({first[1]}) and {distribution} ({entry_point.value}); uninstall one of them "
+                  f"(which one loads first depends on the file system)")
+            continue
+        providers[entry_point.name] = (distribution, entry_point.value)
+        if manager.has_plugin(entry_point.name) or manager.is_blocked(entry_point.name):
+            continue
+        _load_one(manager, entry_point.name, entry_point.value, entry_point.load, distribution, version)
+
+
+def _load_one(manager, name: str, module: str, load: Callable[[], Any], distribution: str, version: str) -> None:
+    info = PluginInfo(name=name, distribution=distribution, version=version, module=module)
+    try:
+        plugin = load()
+    except BaseException as error:  # SystemExit and KeyboardInterrupt too: a plugin must not end the program
+        _skip(manager, info, f"failed to import: {type(error).__name__}: {clip(error)}", error)
+        return
+    try:
+        register_into(manager, plugin, name)
+    except RegistrationError as error:
+        _skip(manager, info, str(error), error)
+        return
+    manager.minigrad_info[name] = info
+
+
+def _skip(manager, info: PluginInfo, problem: str, error: BaseException | None = None) -> None:
+    """Leave a broken plugin out: one warning (or, in strict mode, an error) that says why."""
+    who = f"MiniGrad plugin {info.name!r} (module {info.module}" + (
+        f", distribution {info.distribution} {info.version})".replace(" )", ")") if info.distribution else ")")
+    others = sorted((getattr(manager, "minigrad_candidates", set()) | set(manager.minigrad_info)) - {info.name})
+    message = (f"{who} {problem}. It was skipped; everything else works. "
+               f"To leave it out: {PLUGINS_ENV}={','.join(others)}"
+               + (f" (or uninstall {info.distribution})" if info.distribution and info.distribution != "minigrad-edu"
+                  else "") + f". {STRICT_ENV}=1 makes this an error.")
+    info.error = problem
+    manager.minigrad_failed[info.name] = info
+    if strict():
+        raise PluginLoadError(message) from error
+    warnings.warn(message, PluginLoadWarning, stacklevel=2)
 
 
 def without_plugin_hint(plugin: str, loaded: Iterable[str]) -> str:
     """How to run without one installed plugin: name the others in MINIGRAD_PLUGINS."""
     others = ",".join(sorted(set(loaded) - {plugin}))
     return f"To run without it, choose the plugins to load: {PLUGINS_ENV}={others}" + ("" if others else " (none)")
+
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version("minigrad-edu")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout, not installed
+        return ""
 
 
 def _distribution(entry_point) -> tuple[str, str]:
@@ -187,7 +258,13 @@ _REFLECTED = {
 # Operators that get a stub before any plugin loads: using one triggers the loading.
 _COMMON_OPERATORS = (
     "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__",
+    "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__abs__",
+)
+_HOOKS = (  # hook -> kind of thing it registers
+    ("minigrad_register_ops", "ops"),
+    ("minigrad_register_exporters", "exporters"),
+    ("minigrad_register_commands", "commands"),
+    ("minigrad_register_engines", "engines"),
 )
 
 
@@ -199,7 +276,9 @@ class Registry:
         self.ops: dict[str, OpSpec] = {}
         self.exporters: dict[str, Any] = {}
         self.commands: dict[str, Command] = {}
+        self.engines: dict[str, Callable] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self.failed: dict[str, PluginInfo] = dict(getattr(self.plugin_manager, "minigrad_failed", {}))
         self._replaced: set[str] = set()  # ops registered with replace=True
         # operator -> (the op taking a Value operand, the op taking a number operand)
         self.operators: dict[str, tuple[OpSpec | None, OpSpec | None]] = {}
@@ -207,68 +286,69 @@ class Registry:
 
     @classmethod
     def from_plugins(cls, *plugins: Any, entry_points: bool = False) -> "Registry":
-        """A registry of exactly these plugins (and the installed ones if ``entry_points``)."""
+        """A registry of exactly these plugins (and the built-in and installed ones if
+        ``entry_points``)."""
         return cls(make_plugin_manager(*plugins, entry_points=entry_points))
 
     # collecting ----------------------------------------------------------------------
     def _collect(self) -> None:
+        """Call every plugin's hooks, one plugin at a time: a plugin whose hooks fail or
+        clash with what came before is left out whole (if it was installed) or refused
+        (if it was registered explicitly)."""
         manager = self.plugin_manager
         for name, plugin in manager.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
             info = manager.minigrad_info.get(name) or PluginInfo(name=name)
             self.plugins[name] = dataclasses.replace(info, provides={})
-        hooks = (
-            ("minigrad_register_ops", "ops", self._add_op),
-            ("minigrad_register_exporters", "exporters", self._add_exporter),
-            ("minigrad_register_commands", "commands", self._add_command),
-        )
-        for hook_name, kind, add in hooks:
-            for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
-                plugin_name = manager.get_name(impl.plugin)
+            try:
+                self._collect_plugin(name, plugin)
+            except MiniGradError as error:
+                del self.plugins[name]
+                if not info.distribution:  # registered by hand: the caller hears of it
+                    raise
+                problem = str(error)
+                for prefix in (f"plugin {name!r}: ", f"plugin {name!r} "):
+                    problem = problem[len(prefix):] if problem.startswith(prefix) else problem
+                _skip(manager, info, problem, error)
+                self.failed[name] = manager.minigrad_failed[name]
 
-                def register(*args, _plugin=plugin_name, _add=add, _kind=kind, **kwargs):
-                    name = _add(_plugin, *args, **kwargs)
-                    self.plugins[_plugin].provides.setdefault(_kind, []).append(name)
+    def _collect_plugin(self, name: str, plugin: Any) -> None:
+        manager = self.plugin_manager
+        staged = Registry.__new__(Registry)  # what this plugin adds, checked before it counts
+        staged.ops, staged.exporters = dict(self.ops), dict(self.exporters)
+        staged.commands, staged.engines = dict(self.commands), dict(self.engines)
+        staged._replaced, staged.plugins = set(self._replaced), self.plugins
+        provides: dict[str, list[str]] = {}
+        for hook_name, kind in _HOOKS:
+            for impl in getattr(manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                add = getattr(staged, f"_add_{kind[:-1]}")
+
+                def register(*args, _add=add, _kind=kind, **kwargs):
+                    provides.setdefault(_kind, []).append(_add(name, *args, **kwargs))
 
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
                 except MiniGradError as error:
-                    raise self._plugin_error(plugin_name, error) from error
+                    raise _plugin_error(name, error) from error
                 except Exception as error:
-                    raise PluginLoadError(self._blame(
-                        plugin_name,
-                        f"plugin {plugin_name!r} failed in its {hook_name} hook: {type(error).__name__}: {error}",
-                    )) from error
+                    raise RegistrationError(f"plugin {name!r} failed in its {hook_name} hook: "
+                                            f"{type(error).__name__}: {clip(error)}") from error
         try:
-            self._check_installable()
-        except MiniGradError as error:  # a clash between two ops: the message names both plugins
-            if PLUGINS_ENV not in str(error):
-                error.args = (f"{error}. To load fewer plugins, list the ones to load in {PLUGINS_ENV}.",)
-            raise
-
-    def _blame(self, plugin: str, message: str) -> str:
-        """``message``, naming the plugin (and its distribution) and how to run without it."""
-        if f"plugin {plugin!r}" not in message:
-            message = f"plugin {plugin!r}: {message}"
-        info = self.plugins.get(plugin)
-        if info is not None and info.distribution:  # an installed plugin: MINIGRAD_PLUGINS can leave it out
-            who = f"plugin {plugin!r} (distribution {info.distribution} {info.version})".replace(" )", ")")
-            message = message.replace(f"plugin {plugin!r}", who, 1)
-            if PLUGINS_ENV not in message:
-                installed = [name for name, other in self.plugins.items() if other.distribution]
-                message = f"{message.rstrip('. ')}. {without_plugin_hint(plugin, installed)}"
-        return message
-
-    def _plugin_error(self, plugin: str, error: MiniGradError) -> MiniGradError:
-        """The same kind of error, its message naming the plugin that caused it."""
-        message = self._blame(plugin, str(error))
-        try:
-            return type(error)(message)
-        except TypeError:  # an error class whose constructor takes other arguments
-            return RegistrationError(message)
+            staged.operators = staged._operator_table()
+            staged._check_methods()
+        except MiniGradError as error:
+            raise _plugin_error(name, error) from error
+        self.ops, self.exporters, self.commands, self.engines = (
+            staged.ops, staged.exporters, staged.commands, staged.engines)
+        self._replaced, self.operators = staged._replaced, staged.operators
+        self.plugins[name].provides = provides
 
     def _add_op(self, plugin: str, spec: OpSpec, replace: bool = False) -> str:
         if not isinstance(spec, OpSpec):
-            raise OpSpecError(f"plugin {plugin!r} registered {spec!r}, which is not an OpSpec")
+            raise OpSpecError(f"plugin {plugin!r} registered {shorten(spec)}, which is not an OpSpec")
         existing = self.ops.get(spec.name)
         if existing is not None and spec.name in self._replaced and not replace:
             return spec.name  # an explicit replace registered earlier wins, whatever the load order
@@ -298,9 +378,16 @@ class Registry:
         self.commands[name] = Command(name, help, configure, run, plugin)
         return name
 
-    def _check_installable(self) -> None:
-        """Two ops may not claim one method; an operator may be claimed by one op of Values
-        and one op taking the other operand as its parameter (``x ** y`` and ``x ** 2``)."""
+    def _add_engine(self, plugin: str, name: str, engine: Callable) -> str:
+        if not callable(engine):
+            raise RegistrationError(f"plugin {plugin!r}: engine {name!r} must be callable as engine(loss_fn)")
+        if name in self.engines:
+            raise RegistrationError(f"engine {name!r} is provided by two plugins, the second is {plugin!r}")
+        self.engines[name] = engine
+        return name
+
+    def _check_methods(self) -> None:
+        """Two ops may not claim one method, nor an attribute Value has of its own."""
         owners: dict[str, OpSpec] = {}
         for spec in self.ops.values():
             for method in spec.method_names:
@@ -309,10 +396,14 @@ class Registry:
                         f"Value.{method} is claimed by op {owners[method].name!r} (plugin "
                         f"{owners[method].plugin!r}) and op {spec.name!r} (plugin {spec.plugin!r})"
                     )
+                if method in _VALUE_OWN:
+                    raise RegistrationError(f"op {spec.name!r} (plugin {spec.plugin!r}) would replace Value's own "
+                                            f"attribute {method!r}; choose another method name")
                 owners[method] = spec
-        self.operators = self._operator_table()  # raises on a clash
 
     def _operator_table(self) -> dict[str, tuple[OpSpec | None, OpSpec | None]]:
+        """An operator may be claimed by one op of Values and one op taking the other
+        operand as its parameter (``x ** y`` and ``x ** 2``)."""
         table: dict[str, list] = {}
         for spec in self.ops.values():
             for dunder in spec.operators:
@@ -338,7 +429,7 @@ class Registry:
     def get(self, name: str) -> OpSpec:
         try:
             return self.ops[name]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnknownOpError(unknown_op_message(name, self)) from None
 
     def find(self, name_or_symbol: str, arity: int | None = None) -> OpSpec | None:
@@ -356,71 +447,152 @@ class Registry:
         return self.plugins[self.get(op_name).plugin]
 
 
+def _plugin_error(plugin: str, error: MiniGradError) -> MiniGradError:
+    """The same kind of error, its message naming the plugin that caused it."""
+    message = str(error)
+    if f"plugin {plugin!r}" in message:
+        return error
+    try:
+        return type(error)(f"plugin {plugin!r}: {message}")
+    except TypeError:  # an error class whose constructor takes other arguments
+        return RegistrationError(f"plugin {plugin!r}: {message}")
+
+
 def _is_binary_operator(dunder: str) -> bool:
     return dunder not in ("__neg__", "__pos__", "__abs__", "__invert__")
 
 
 def unknown_op_message(name: str, registry: Registry) -> str:
     known = ", ".join(sorted(registry.ops)) or "none"
-    message = f"unknown op {name!r}; known ops: {known}"
+    message = f"unknown op {shorten(name)}; known ops: {known}"
     if not registry.ops:
         selection = os.environ.get(PLUGINS_ENV)
-        why = f"{PLUGINS_ENV}={selection!r} chose none" if selection is not None else "no op plugin is installed"
-        message += f". No op is registered ({why}): install minigrad_ops or register an op plugin."
+        if selection is not None:
+            message += (f". No op is registered ({PLUGINS_ENV}={selection!r} chose none): the environment variable "
+                        f"{PLUGINS_ENV} lists the plugins to load; include 'ops' in it, or unset it")
+        else:
+            message += ". No op is registered (no op plugin is loaded): register an op plugin"
     return message
 
 
 # -- the active registry: what Value's methods dispatch to --------------------------------
 
+_VALUE_OWN = frozenset(vars(Value)) | {"data", "grad", "label"}
 _active: Registry | None = None
 _installed: dict[str, Any] = {}
+_lock = threading.RLock()  # the registry is built and installed once, however many threads ask
+_check: Callable | None = None  # a node inspector (anomaly detection), built into the methods
+on_activate: list[Callable[[], None]] = []  # called whenever another registry becomes the active one
 
 
 def get_registry() -> Registry:
-    """The active registry, loading the installed plugins on first use."""
-    if _active is None:
-        activate(Registry())
-    return _active
+    """The active registry, loading the plugins on first use (once, even across threads)."""
+    registry = _active
+    if registry is None:
+        with _lock:
+            if _active is None:
+                activate(Registry())
+            registry = _active
+    return registry
 
 
 def activate(registry: Registry) -> Registry:
     """Make ``registry`` the one Values use: install its ops as methods and operators."""
-    from . import functional, value
-
     global _active
-    methods: dict[str, Any] = {}
+    with _lock:
+        installed = _methods_of(registry, _check)
+        for name in list(_installed):  # remove what the new registry does not provide
+            if name not in installed:
+                delattr(Value, name)
+                del _installed[name]
+        for name, method in installed.items():
+            setattr(Value, name, method)
+            _installed[name] = method
+        _active = registry
+        for callback in on_activate:
+            callback()
+    return registry
+
+
+def _methods_of(registry: Registry, check: Callable | None) -> dict[str, Any]:
+    installed: dict[str, Any] = {}
     for spec in registry.ops.values():
         for method in spec.method_names:
-            methods[method] = value.make_method(spec)
+            installed[method] = methods.make_method(spec, check)
     for dunder, (value_spec, number_spec) in registry.operators.items():
-        reflected = dunder in _REFLECTED
-        methods[dunder] = value.make_operator(dunder, value_spec, number_spec, reflected)
+        installed[dunder] = methods.make_operator(dunder, value_spec, number_spec, dunder in _REFLECTED, check)
     for dunder in _COMMON_OPERATORS:
-        methods.setdefault(dunder, value.missing_operator(dunder))
-    for name in methods:  # check everything before changing Value, so a refusal leaves it intact
-        if name in value.Value.__dict__ and name not in _installed:
-            owner = next((s for s in registry.ops.values() if name in s.method_names), None)
-            who = f"op {owner.name!r} (plugin {owner.plugin!r})" if owner else "an op"
-            raise RegistrationError(f"{who} would replace Value's own attribute {name!r}; choose another method name")
-    for name in _installed:
-        delattr(value.Value, name)
-    _installed.clear()
-    for name, method in methods.items():
-        setattr(value.Value, name, method)
-        _installed[name] = method
-    _active = registry
-    functional.ops._forget()
-    return registry
+        installed.setdefault(dunder, _missing_operator(dunder))
+    installed["__getattr__"] = _value_getattr
+    installed["_repr_mimebundle_"] = _value_mimebundle
+    return installed
+
+
+def set_node_check(check: Callable | None) -> None:
+    """Re-install the methods so that each checks the nodes it makes (None: plain again)."""
+    global _check
+    with _lock:
+        _check = check
+        if _active is not None:
+            activate(_active)
+
+
+def _missing_operator(dunder: str):
+    def operator(self, *args):
+        raise UnknownOpError(f"no loaded op provides the operator {dunder}: " + unknown_op_message(dunder, get_registry()))
+
+    operator.__name__ = dunder
+    return operator
+
+
+def _lazy_operator(dunder: str):
+    """Before the first use, an operator loads the plugins, then runs the real one."""
+
+    def operator(self, *args):
+        get_registry()
+        return getattr(type(self), dunder)(self, *args)
+
+    operator.__name__ = dunder
+    return operator
+
+
+def _value_getattr(self, name: str):
+    # Only reached when normal lookup fails: the first use of an op loads the plugins.
+    if name.startswith("_"):
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+    registry = get_registry()
+    if name in vars(Value) and name != "__getattr__":
+        return getattr(self, name)
+    if name in registry.ops:
+        raise UnknownOpError(f"op {name!r} is not a Value method; call it as minigrad_core.ops.{name}(...)")
+    raise UnknownOpError(f"Value has no attribute or method {name!r}: " + unknown_op_message(name, registry))
+
+
+def _value_mimebundle(self, include=None, exclude=None):
+    """In Jupyter a Value displays as its graph when an exporter plugin provides one."""
+    for exporter in get_registry().exporters.values():
+        if hasattr(exporter, "mimebundle"):
+            return exporter.mimebundle(self)
+    return {"text/plain": repr(self)}
 
 
 def install_lazy_operators() -> None:
     """Before the first use, each common operator loads the plugins and then runs."""
-    from . import value
+    with _lock:
+        for dunder in _COMMON_OPERATORS:
+            method = _lazy_operator(dunder)
+            setattr(Value, dunder, method)
+            _installed[dunder] = method
+        for name, method in (("__getattr__", _value_getattr), ("_repr_mimebundle_", _value_mimebundle)):
+            setattr(Value, name, method)
+            _installed[name] = method
 
-    for dunder in _COMMON_OPERATORS:
-        method = value.lazy_operator(dunder)
-        setattr(value.Value, dunder, method)
-        _installed[dunder] = method
+
+def _find_op(name: str, arity: int) -> OpSpec | None:
+    return get_registry().find(name, arity)
+
+
+value.find_op = _find_op
 
 
 def reload() -> Registry:
@@ -443,46 +615,48 @@ def using(registry: Registry):
 
 
 def _reset() -> None:
-    from . import functional, value
-
     global _active
-    for name in _installed:
-        delattr(value.Value, name)
-    _installed.clear()
-    _active = None
-    functional.ops._forget()
-    install_lazy_operators()
+    with _lock:
+        for name in _installed:
+            delattr(Value, name)
+        _installed.clear()
+        _active = None
+        for callback in on_activate:
+            callback()
+        install_lazy_operators()
 
 
 # -- run-time plugins (notebooks) ----------------------------------------------------------
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
-    """Add a plugin object or module now, without installing anything; returns its name."""
-    manager = get_registry().plugin_manager
-    name = register_into(manager, plugin, name)
-    try:
-        reload()
-    except Exception:
-        manager.unregister(name=name)
-        manager.minigrad_info.pop(name, None)
-        reload()
-        raise
+    """Add a plugin object or module now; returns its name."""
+    with _lock:
+        manager = get_registry().plugin_manager
+        name = register_into(manager, plugin, name)
+        try:
+            reload()
+        except Exception:
+            manager.unregister(name=name)
+            manager.minigrad_info.pop(name, None)
+            reload()
+            raise
     return name
 
 
 def unregister_plugin(plugin_or_name: Any) -> None:
-    manager = get_registry().plugin_manager
-    if isinstance(plugin_or_name, str):
-        if not manager.has_plugin(plugin_or_name):
-            raise KeyError(f"no plugin named {plugin_or_name!r}; loaded: {sorted(manager.minigrad_info)}")
-        name = plugin_or_name
-    else:
-        name = manager.get_name(plugin_or_name)
-        if name is None:
-            raise KeyError(f"{plugin_or_name!r} is not a registered plugin")
-    manager.unregister(name=name)
-    manager.minigrad_info.pop(name, None)
-    reload()
+    with _lock:
+        manager = get_registry().plugin_manager
+        if isinstance(plugin_or_name, str):
+            if not manager.has_plugin(plugin_or_name):
+                raise KeyError(f"no plugin named {plugin_or_name!r}; loaded: {sorted(manager.minigrad_info)}")
+            name = plugin_or_name
+        else:
+            name = manager.get_name(plugin_or_name)
+            if name is None:
+                raise KeyError(f"{shorten(plugin_or_name)} is not a registered plugin")
+        manager.unregister(name=name)
+        manager.minigrad_info.pop(name, None)
+        reload()
 
 
 class _RuntimeOp:
@@ -502,19 +676,22 @@ def register_op(spec: OpSpec, replace: bool = False) -> OpSpec:
     Running the same cell again replaces the op it registered before: a run-time op
     may always be redefined. Clashing with an op from another plugin needs ``replace=True``.
     """
+    if not isinstance(spec, OpSpec):
+        raise OpSpecError(f"register_op takes an OpSpec, got {shorten(spec)}")
     name = f"runtime:{spec.name}"
-    manager = get_registry().plugin_manager
-    previous = manager.get_plugin(name)
-    if previous is not None:
-        manager.unregister(name=name)
-    try:
-        register_plugin(_RuntimeOp(spec, replace), name=name)
-    except Exception:
-        if previous is not None:  # keep the earlier definition rather than none
-            register_into(manager, previous, name)
-            reload()
-        raise
-    return get_registry().ops[spec.name]
+    with _lock:
+        manager = get_registry().plugin_manager
+        previous = manager.get_plugin(name)
+        if previous is not None:
+            manager.unregister(name=name)
+        try:
+            register_plugin(_RuntimeOp(spec, replace), name=name)
+        except Exception:
+            if previous is not None:  # keep the earlier definition rather than none
+                register_into(manager, previous, name)
+                reload()
+            raise
+        return get_registry().ops[spec.name]
 
 
 def unregister_op(name: str) -> None:

@@ -2,32 +2,64 @@
 
 This module holds no math. A Value's operators and methods (``+``, ``*``, ``tanh`` ...)
 are installed by the registry from the ops that plugins register; each op brings its
-own forward rule and local-derivative rule. What lives here is the graph and the one
-place where the chain rule is applied:
+own forward rule and local-derivative rule. What lives here is the graph and the chain
+rule, written once:
 
-    child.grad += (d node / d child) * node.grad
+    local_derivatives(...)   the one place an op's derivative rule is called and checked
+    pass_gradient(...)       the one place a node's gradient flows to its inputs:
+                             child.grad += (d node / d child) * node.grad
+    backward_steps(root)     the backward pass, one node at a time (tools observe it)
+    backward(root)           runs those steps
 
-A node refers only to its inputs, never to itself, so a graph you drop is freed by
-reference counting at once, without waiting for Python's cyclic garbage collector.
+A node made by a registered op refers only to its inputs, never to itself, so a graph you
+drop is freed by reference counting at once. A node made the seed's way, with a
+``_backward`` closure, refers to itself through the closure, as in micrograd.
 """
 
 from __future__ import annotations
 
 import gc
 import numbers
-from typing import Any
+import threading
+from typing import Any, Callable, Iterator
 
-from .errors import HigherOrderError, OpDomainError, OpSpecError, OpZeroDivisionError, UnknownOpError
+from .errors import (
+    HigherOrderError,
+    MiniGradError,
+    MissingRuleError,
+    OpDomainError,
+    OpRuleError,
+    OpSpecError,
+    OpZeroDivisionError,
+    shorten,
+)
+from .opspec import OpSpec
 
-# Called as observer(left, right, symbol, result) on every comparison of a Value;
-# graph replay uses it to notice when a recorded graph no longer fits new data.
+# Called as observer(left, right, symbol, result) on every comparison of a Value; graph
+# replay uses it to notice when a recorded graph no longer fits new data.
 comparison_observers: list = []
+
+# How Value(data, children, "tanh") finds the op named "tanh": set by the registry, so that
+# this module needs to know nothing about plugins.
+find_op: Callable[[str, int], OpSpec | None] = lambda name, arity: None  # noqa: E731
+
+
+class CustomRule:
+    """The rule of a node made by hand, ``Value(data, children, "op text")``: the text it
+    shows, the registered op of that name (if any), and the ``_backward`` closure (if set)."""
+
+    __slots__ = ("label", "spec", "closure")
+
+    def __init__(self, label: str, spec: OpSpec | None, closure: Callable[[], None] | None = None):
+        self.label, self.spec, self.closure = label, spec, closure
 
 
 class Value:
     """A scalar in a computation graph: ``data``, its gradient ``grad``, and its inputs."""
 
-    __slots__ = ("data", "grad", "_prev", "_spec", "_params", "label")
+    # __dict__ lets a learner attach attributes (p.m = 0.0 for momentum); it costs 8 bytes
+    # a node and holds nothing until something is set.
+    __slots__ = ("data", "grad", "_prev", "_spec", "_params", "label", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label=""):
         self.data = as_number(data)
@@ -35,18 +67,25 @@ class Value:
         self._prev = tuple(_children)
         for child in self._prev:
             if not isinstance(child, Value):
-                raise TypeError(f"Value children must be Values, got {child!r} ({type(child).__name__})")
-        self._spec = _resolve_op(_op, len(self._prev)) if _op else None
+                raise TypeError(f"Value children must be Values, got {shorten(child)} ({type(child).__name__})")
+        self._spec = None
         self._params = None
+        if _op or self._prev:
+            if not isinstance(_op, str):
+                raise TypeError(f"Value(..., _op=...) must be text such as 'tanh', got {shorten(_op)}")
+            spec = find_op(_op, len(self._prev)) if _op else None
+            self._spec = CustomRule(_op, spec if spec is not None and _bindable(spec) else None)
         self.label = label
 
     # -- what the seed's walkthrough shows -------------------------------------------------
     @property
     def _op(self) -> str:
-        """The symbol of the op that made this node ('' for a leaf), e.g. '+', 'tanh', '**2'."""
+        """The op that made this node, as text ('' for a leaf), e.g. '+', 'tanh', '**2'."""
         spec = self._spec
         if spec is None:
             return ""
+        if type(spec) is CustomRule:
+            return spec.label
         params = self._params
         if not params:
             return spec.label
@@ -55,23 +94,62 @@ class Value:
         return f"{spec.label}({', '.join(f'{k}={_short(v)}' for k, v in params.items())})"
 
     @property
-    def _backward(self):
-        """Propagate this node's gradient one step to its inputs (built on access, not stored,
-        so no node holds a closure that refers back to it)."""
-        return lambda: propagate(self)
+    def _backward(self) -> Callable[[], None]:
+        """Pass this node's gradient one step on to its inputs (the chain rule for one node).
+
+        For a registered op it is made on access, not stored, so the node holds no closure
+        that refers back to it. Assigning a function (the seed's way of writing an op) makes
+        backward() call that function for this node instead."""
+        spec = self._spec
+        if type(spec) is CustomRule and spec.closure is not None:
+            return spec.closure
+        return lambda: chain_rule_step(self)
+
+    @_backward.setter
+    def _backward(self, closure: Callable[[], None]) -> None:
+        if not callable(closure):
+            raise TypeError(f"_backward must be a function of no arguments, got {shorten(closure)}")
+        spec = self._spec
+        if type(spec) is CustomRule:
+            spec.closure = closure
+        else:  # a leaf or a registered op's node: keep what it shows, run the closure
+            self._spec = CustomRule(self._op, None, closure)
+            self._params = None
 
     @property
     def is_leaf(self) -> bool:
+        """True for a number you made (an input or a parameter), False for an op's result."""
         return self._spec is None
 
-    def backward(self, create_graph: bool = False) -> None:
+    @property
+    def op_spec(self) -> OpSpec | None:
+        """The registered op that made this node (None for a leaf or a closure-only node)."""
+        spec = self._spec
+        if type(spec) is CustomRule:
+            return spec.spec if spec.closure is None else None
+        return spec
+
+    @property
+    def op_params(self) -> dict:
+        """The parameters the op was applied with (``{"exponent": 2}`` for ``x ** 2``)."""
+        return dict(self._params) if self._params else {}
+
+    @property
+    def has_closure(self) -> bool:
+        """Whether this node's gradient is passed on by a ``_backward`` closure set by hand."""
+        spec = self._spec
+        return type(spec) is CustomRule and spec.closure is not None
+
+    def backward(self, gradient: Any = 1.0, create_graph: bool = False) -> None:
         """Fill in ``grad`` for every node this one depends on (d self / d node).
 
         Leaf gradients accumulate across calls, as in PyTorch: zero them between steps.
-        Interior gradients are recomputed on every pass. With ``create_graph=True`` each
-        gradient is itself a Value connected to the graph, so it can be differentiated again.
+        Interior gradients are recomputed on every pass. ``gradient`` seeds the pass (the
+        gradient of something downstream with respect to this node; 1.0 by default). With
+        ``create_graph=True`` each gradient is itself a Value connected to the graph, so it
+        can be differentiated again.
         """
-        backward(self, create_graph=create_graph)
+        backward(self, gradient=gradient, create_graph=create_graph)
 
     def zero_grad(self) -> None:
         """Set the gradient of this node and of every node it depends on to 0.0."""
@@ -82,30 +160,8 @@ class Value:
         label = f", label={self.label!r}" if self.label else ""
         grad = self.grad
         # a gradient from create_graph=True is shown as its number, not as its whole graph
-        shown = f"Value({grad.data!r})" if type(grad) is Value else repr(grad)
+        shown = f"Value({grad.data!r})" if isinstance(grad, Value) else repr(grad)
         return f"Value(data={self.data!r}, grad={shown}{label})"
-
-    def __getattr__(self, name: str):
-        # Only reached when normal lookup fails: the first use of an op loads the plugins.
-        if name.startswith("_"):
-            raise AttributeError(f"'Value' object has no attribute {name!r}")
-        from .registry import get_registry, unknown_op_message
-
-        registry = get_registry()
-        if name in type(self).__dict__:
-            return getattr(self, name)
-        if name in registry.ops:
-            raise UnknownOpError(f"op {name!r} is not a Value method; call it as minigrad_core.ops.{name}(...)")
-        raise UnknownOpError(f"Value has no method {name!r}: " + unknown_op_message(name, registry))
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        """In Jupyter a Value displays as its graph when an exporter plugin provides one."""
-        from .registry import get_registry
-
-        for exporter in get_registry().exporters.values():
-            if hasattr(exporter, "mimebundle"):
-                return exporter.mimebundle(self)
-        return {"text/plain": repr(self)}
 
     # -- comparisons read the data (and tell replay what was compared) ----------------------
     def __lt__(self, other):
@@ -126,7 +182,12 @@ class Value:
     # No __float__: math.cos(value) must fail loudly instead of silently cutting the graph.
 
 
-_COMPARE = {
+def _bindable(spec: OpSpec) -> bool:
+    """Whether a bare node can carry this op: not when the op needs a parameter it lacks."""
+    return all(default is not None for default in spec.params.values())
+
+
+COMPARE = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
     ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "!=": lambda a, b: a != b,
 }
@@ -134,7 +195,7 @@ _COMPARE = {
 
 def _compare(left: Value, right: Any, symbol: str) -> bool:
     right_data = right.data if isinstance(right, Value) else as_number(right)
-    result = _COMPARE[symbol](left.data, right_data)
+    result = COMPARE[symbol](left.data, right_data)
     for observer in comparison_observers:
         observer(left, right, symbol, result)
     return result
@@ -148,7 +209,8 @@ def as_number(data) -> float:
         try:
             return float(data)
         except OverflowError:
-            raise OverflowError(f"Value holds a float; {data!r} is too large for one") from None
+            raise OverflowError(f"Value holds a float; {shorten(data)} is too large for one "
+                                f"(the largest is about 1.8e308)") from None
     hint = ""
     if isinstance(data, numbers.Complex):
         hint = " (complex numbers are not supported)"
@@ -157,7 +219,7 @@ def as_number(data) -> float:
     elif isinstance(data, str):
         hint = " (convert text with float(...) first)"
     raise TypeError(
-        f"a Value holds one real number (int, float or bool), got {data!r} of type {type(data).__name__}{hint}"
+        f"a Value holds one real number (int, float or bool), got {shorten(data)} of type {type(data).__name__}{hint}"
     )
 
 
@@ -165,21 +227,7 @@ def _short(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def _resolve_op(name: str, arity: int):
-    from .registry import get_registry, unknown_op_message
-
-    registry = get_registry()
-    spec = registry.find(name, arity)
-    if spec is None:
-        raise UnknownOpError(f"Value(..., _op={name!r}) with {arity} input(s): " + unknown_op_message(name, registry))
-    required = [p for p, default in spec.params.items() if default is None]
-    if required:
-        raise TypeError(f"Value(..., _op={name!r}): op {spec.name!r} needs the parameter(s) {required}, "
-                        f"which a bare node cannot carry; build it with the op itself (e.g. x ** 2)")
-    return spec
-
-
-# -- building nodes: what every installed op method runs --------------------------------------
+# -- recording nodes: what every op method runs --------------------------------------------
 
 _new = object.__new__
 
@@ -196,29 +244,33 @@ def node(data: float, children: tuple, spec, params=None) -> Value:
     return out
 
 
-def apply(spec, inputs, params=None) -> Value:
-    """Apply an op to Values (numbers are wrapped as constant leaves) and record the node."""
-    children = tuple(x if type(x) is Value else Value(x) for x in inputs)
+def apply(spec: OpSpec, inputs, params=None) -> Value:
+    """Apply an op to Values (numbers become constant leaves) and record the new node."""
+    children = tuple(x if isinstance(x, Value) else Value(x) for x in inputs)
     if spec.arity is not None and len(children) != spec.arity:
         raise TypeError(f"op {spec.name!r} takes {spec.arity} input(s), got {len(children)}")
-    params = _bind_params(spec, params)
-    return node(evaluate(spec, [c.data for c in children], params), children, spec, params)
+    params = bind_params(spec, params)
+    out = node(evaluate(spec, [c.data for c in children], params), children, spec, params)
+    for check in node_checks:
+        check(out)
+    return out
 
 
-def evaluate(spec, inputs, params=None) -> float:
+def evaluate(spec: OpSpec, inputs, params=None) -> float:
     """Run an op's forward rule on numbers, turning its errors into ones that name the op."""
     try:
         data = spec.forward(*inputs, **params) if params else spec.forward(*inputs)
-    except OpDomainError:
+    except MiniGradError:
         raise
-    except (ArithmeticError, ValueError) as error:
-        raise _domain_error(spec, inputs, params, error) from error
+    except Exception as error:
+        raise rule_error(spec, "forward", inputs, params, error) from error
     if type(data) is not float:
         data = _check_output(spec, inputs, params, data)
     return data
 
 
-def _bind_params(spec, given):
+def bind_params(spec: OpSpec, given) -> dict | None:
+    """The op's parameters for one call: the given ones, checked, plus the defaults."""
     if not spec.params and not given:
         return None
     given = dict(given or {})
@@ -236,147 +288,40 @@ def _bind_params(spec, given):
     return bound
 
 
-def _domain_error(spec, inputs, params, error) -> OpDomainError:
-    shown = list(inputs) + [f"{k}={v!r}" for k, v in (params or {}).items()]
-    kind = OpZeroDivisionError if isinstance(error, ZeroDivisionError) else OpDomainError
-    return kind(spec.name, shown, spec.domain.description, reason=str(error))
+def rule_error(spec: OpSpec, role: str, inputs, params, error: Exception) -> MiniGradError:
+    """The error for a rule that raised: a domain error for arithmetic trouble, otherwise
+    one naming the op, its plugin, the inputs and what the rule raised."""
+    shown = list(inputs) + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
+    if isinstance(error, (ArithmeticError, ValueError)) and not _is_array_error(error):
+        kind = OpZeroDivisionError if isinstance(error, ZeroDivisionError) else OpDomainError
+        return kind(spec.name, shown, spec.domain.description, reason=str(error) or type(error).__name__)
+    if role == "derivative" and isinstance(error, TypeError) and any(isinstance(x, Value) for x in inputs):
+        return higher_order_error(spec, f"{type(error).__name__}: {error}")
+    kind = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one
+    return kind(
+        f"op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule raised {type(error).__name__}: "
+        f"{shorten(str(error))} (inputs: {', '.join(shorten(x) for x in shown)})"
+    )
+
+
+def _is_array_error(error: Exception) -> bool:
+    # numpy's "truth value of an array is ambiguous": a rule that cannot run on arrays
+    return "truth value of an array" in str(error)
 
 
 def _check_output(spec, inputs, params, data) -> float:
     if isinstance(data, numbers.Real) and not isinstance(data, Value):
-        return float(data)
-    if isinstance(data, numbers.Complex):
-        raise _domain_error(spec, inputs, params, ValueError("the result would be a complex number"))
-    raise OpSpecError(f"op {spec.name!r} (plugin {spec.plugin!r}): forward returned {data!r}, not a real number")
-
-
-# -- installing ops on Value (called by the registry, once per activation) ---------------------
-
-def make_method(spec):
-    """``x.name(*other_inputs, *params)``: a Value method that applies ``spec``."""
-    method = _unary_method(spec) if spec.arity == 1 and not spec.params else _general_method(spec)
-    method.__name__ = spec.method_names[0] if spec.method_names else spec.name
-    method.__qualname__ = f"Value.{method.__name__}"
-    method.__doc__ = spec.doc or f"{spec.describe()}  (op {spec.name!r} from plugin {spec.plugin!r})"
-    return method
-
-
-def _unary_method(spec):
-    """``x.tanh()``: the common case, kept lean (an inlined ``apply``)."""
-    forward = spec.forward
-
-    def method(self):
         try:
-            data = forward(self.data)
-        except (ArithmeticError, ValueError) as error:
-            raise _as_op_error(spec, (self.data,), error) from error
-        if type(data) is not float:
-            data = _check_output(spec, (self.data,), None, data)
-        return node(data, (self,), spec)
-
-    return method
-
-
-def _general_method(spec):
-    """``x.power(y)``, ``x.leaky_relu(0.2)``: other inputs first, then the parameters."""
-    n_inputs = None if spec.arity is None else spec.arity - 1
-    param_names = tuple(spec.params)
-
-    def method(self, *args, **params):
-        if n_inputs is None:
-            return apply(spec, (self, *args), params)
-        inputs, extra = args[:n_inputs], args[n_inputs:]
-        if len(inputs) < n_inputs:
-            raise TypeError(f"{spec.name}() takes {spec.arity} input(s), got {1 + len(inputs)}")
-        if len(extra) > len(param_names):
-            raise TypeError(f"{spec.name}() got {len(extra)} extra argument(s); its parameters: {list(param_names)}")
-        params.update(zip(param_names, extra))
-        return apply(spec, (self, *inputs), params)
-
-    return method
+            return float(data)
+        except OverflowError:
+            return float("inf") if data > 0 else float("-inf")
+    if isinstance(data, numbers.Complex):
+        raise rule_error(spec, "forward", inputs, params, ValueError("the result would be a complex number"))
+    raise OpSpecError(f"op {spec.name!r} (plugin {spec.plugin!r}): forward returned {shorten(data)}, "
+                      f"not a real number")
 
 
-def make_operator(dunder: str, value_spec, number_spec, reflected: bool):
-    """A Python operator. A Value operand goes to ``value_spec`` (numbers are wrapped as
-    constant leaves); a number operand goes to ``number_spec`` as its parameter when
-    there is one (so ``x ** 2`` is a one-input op, while ``x ** y`` has two inputs)."""
-    if value_spec is not None and value_spec.arity == 1:  # -x, abs(x)
-        spec = value_spec
-
-        def unary(self):
-            return apply(spec, (self,))
-
-        unary.__name__ = dunder
-        return unary
-
-    param = next(iter(number_spec.params)) if number_spec is not None else None
-    forward = value_spec.forward if value_spec is not None else None
-
-    def operator(self, other):
-        if type(other) is Value:
-            if value_spec is None:
-                raise TypeError(f"{dunder}: op {number_spec.name!r} takes a number as its {param!r}, not a Value")
-            a, b = (other, self) if reflected else (self, other)
-        else:
-            if type(other) is not float and type(other) is not int and not _is_real(other):
-                return _wrong_operand(dunder, self, other, value_spec or number_spec)
-            if number_spec is not None:
-                return apply(number_spec, (self,), {param: other})
-            constant = node(float(other), (), None)  # a number operand becomes a constant leaf
-            a, b = (constant, self) if reflected else (self, constant)
-        try:  # inlined apply() for the common binary case
-            data = forward(a.data, b.data)
-        except (ArithmeticError, ValueError) as error:
-            raise _as_op_error(value_spec, (a.data, b.data), error) from error
-        if type(data) is not float:
-            data = _check_output(value_spec, (a.data, b.data), None, data)
-        return node(data, (a, b), value_spec)
-
-    operator.__name__ = dunder
-    return operator
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, Value)
-
-
-def _as_op_error(spec, inputs, error):
-    return error if isinstance(error, OpDomainError) else _domain_error(spec, inputs, None, error)
-
-
-def _wrong_operand(dunder, value, other, spec):
-    if isinstance(other, (list, tuple)) or hasattr(other, "__array_ufunc__"):
-        return NotImplemented  # let containers and arrays apply the op elementwise
-    raise TypeError(
-        f"{spec.name} ({dunder}): cannot combine {value!r} with {other!r} of type {type(other).__name__}; "
-        f"{spec.name} takes a Value or a real number (int, float, bool)"
-    )
-
-
-def missing_operator(dunder: str):
-    def operator(self, *args):
-        from .registry import get_registry, unknown_op_message
-
-        raise UnknownOpError(f"no loaded op provides the operator {dunder}: " + unknown_op_message(dunder, get_registry()))
-
-    operator.__name__ = dunder
-    return operator
-
-
-def lazy_operator(dunder: str):
-    """Before the first use, an operator loads the plugins, then runs the real one."""
-
-    def operator(self, *args):
-        from .registry import get_registry
-
-        get_registry()
-        return getattr(type(self), dunder)(self, *args)
-
-    operator.__name__ = dunder
-    return operator
-
-
-# -- backward: topological order, then the chain rule ------------------------------------------
+# -- the graph: topological order ------------------------------------------------------------
 
 _FINISH = object()  # stack marker: every input of the node below it has been listed
 
@@ -405,98 +350,71 @@ def topological_order(*roots: Value) -> list[Value]:
     return order
 
 
-def backward(root: Value, create_graph: bool = False) -> list[Value]:
-    """Backpropagation from ``root``; returns the nodes in the order they were visited.
+# -- the chain rule, written once ----------------------------------------------------------------
 
-    The order is reverse topological: a node passes its gradient on only once every
-    node that uses it has added its share, which is why ``+=`` is right.
+def local_derivatives(spec: OpSpec, inputs, out, params=None) -> tuple:
+    """``(d out / d input_i for each input)``: the op's derivative rule, called and checked.
+
+    This is the only place a derivative rule is called. ``inputs`` and ``out`` are numbers
+    for an ordinary backward pass, Values when building the graph of the gradient
+    (``create_graph=True``), or numpy arrays for a batch. Every tool gets its partials
+    here, so a bad rule gets the same error everywhere.
     """
-    # The pass allocates only acyclic temporaries; pausing the cyclic collector keeps it from
-    # tracing the whole live graph over and over while we walk it.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        return _backward_pass(root, create_graph)
-    finally:
-        if collecting:
-            gc.enable()
+        partials = spec.derivative(*inputs, out, **params) if params else spec.derivative(*inputs, out)
+    except MiniGradError:
+        raise
+    except Exception as error:
+        raise rule_error(spec, "derivative", inputs, params, error) from error
+    if type(partials) is not tuple or len(partials) != len(inputs):
+        partials = _checked_partials(spec, partials, len(inputs))
+    return partials
 
 
-def _backward_pass(root: Value, create_graph: bool) -> list[Value]:
-    order = topological_order(root)
-    for n in order:
-        if n._spec is not None:
-            n.grad = None if create_graph else 0.0  # interior: recomputed from scratch each pass
-        elif not create_graph and type(n.grad) is Value:
-            n.grad = n.grad.data  # a graph-building gradient from an earlier pass, as a number
-    if root._spec is not None:
-        root.grad = 1.0
+def _checked_partials(spec: OpSpec, partials, expected: int) -> tuple:
+    if isinstance(partials, list) and len(partials) == expected:
+        return tuple(partials)
+    if isinstance(partials, (tuple, list)):
+        got = f"{len(partials)} partial(s)"
+    elif partials is None:
+        got = "None (did the rule forget to return?)"
+    elif isinstance(partials, numbers.Number) or isinstance(partials, Value):
+        got = f"{shorten(partials)}, a bare number"
     else:
-        root.grad = _accumulate(root.grad, 1.0) if create_graph else root.grad + 1.0
-    step = propagate_graph if create_graph else propagate
-    for n in reversed(order):
-        if n._spec is not None:
-            step(n)
-    if create_graph:
-        for n in order:  # every gradient becomes a Value of its own, even a constant one
-            gradient = n.grad
-            if type(gradient) is not Value:
-                n.grad = Value(0.0 if gradient is None else gradient)
-            elif gradient._spec is None:
-                # a leaf passed through unchanged (x.grad would *be* y for x * y): give it a node
-                # of its own, so that updating that leaf's data later cannot change this gradient
-                n.grad = gradient + 0.0
-    return order
+        got = f"{shorten(partials)} of type {type(partials).__name__}"
+    raise OpSpecError(
+        f"op {spec.name!r} (plugin {spec.plugin!r}): derivative must return one partial per input, "
+        f"{expected} for this node, but returned {got} (return a tuple, e.g. (d,) for one input, "
+        f"(da, db) for two)"
+    )
 
 
-def propagate(n: Value) -> None:
-    """The chain rule for one node, on numbers: child.grad += (d n / d child) * n.grad."""
-    upstream = n.grad
-    if upstream == 0.0 and n.data - n.data == 0.0:
-        # Every contribution would be 0 * partial = 0 (a relu that is off, say): skip the work.
-        # Not when the node's value is inf or nan (x - x is then nan), whose partials may be
-        # inf: 0 * inf is nan, as PyTorch gives. A finite node with an infinite partial (sqrt
-        # at 0) is a point where the derivative does not exist.
-        return
-    spec, children = n._spec, n._prev
+def bad_partial_error(spec: OpSpec, partials) -> OpSpecError:
+    """A partial that is not a number (None, text ...): found when it is multiplied."""
+    bad = next((p for p in partials if p is None or isinstance(p, (str, bytes))), partials)
+    return OpSpecError(
+        f"op {spec.name!r} (plugin {spec.plugin!r}): derivative returned {shorten(tuple(partials))}; "
+        f"each partial must be a number (or a Value), not {shorten(bad)}"
+    )
+
+
+def pass_gradient(node: Value, partials, create_graph: bool = False) -> None:
+    """The chain rule for one node: ``child.grad += partial * node.grad`` for each input."""
+    upstream = node.grad
     try:
-        if n._params:
-            partials = spec.derivative(*[c.data for c in children], n.data, **n._params)
+        if create_graph:
+            for child, partial in zip(node._prev, partials):
+                child.grad = _accumulate(child.grad, _times(partial, upstream))
         else:
-            partials = spec.derivative(*[c.data for c in children], n.data)
-    except (ArithmeticError, ValueError) as error:
-        if isinstance(error, OpDomainError):
-            raise
-        raise _domain_error(spec, [c.data for c in children], n._params, error) from error
-    try:
-        fits = len(partials) == len(children)
-    except TypeError:  # a bare number instead of a tuple of them
-        fits = False
-    if not fits:
-        raise _partials_error(spec, len(children), partials)
-    for child, partial in zip(children, partials):
-        child.grad += partial * upstream
-
-
-def propagate_graph(n: Value) -> None:
-    """The chain rule for one node, building graph: the derivative rule runs on Values."""
-    spec, children, upstream = n._spec, n._prev, n.grad
-    if upstream is None:
-        return  # nothing reached this node
-    if spec.higher_order is False:
-        raise _higher_order_error(spec, "its OpSpec says higher_order=False")
-    try:
-        partials = spec.derivative(*children, n, **n._params) if n._params else spec.derivative(*children, n)
+            for child, partial in zip(node._prev, partials):
+                child.grad += partial * upstream
     except TypeError as error:
-        raise _higher_order_error(spec, f"{type(error).__name__}: {error}") from error
-    try:
-        fits = len(partials) == len(children)
-    except TypeError:  # a bare number instead of a tuple of them
-        fits = False
-    if not fits:
-        raise _partials_error(spec, len(children), partials)
-    for child, partial in zip(children, partials):
-        child.grad = _accumulate(child.grad, _times(partial, upstream))
+        if any(child.grad is None for child in node._prev):  # grad = None counts as zero
+            for child in node._prev:
+                if child.grad is None:
+                    child.grad = 0.0
+            return pass_gradient(node, partials, create_graph)
+        raise bad_partial_error(_spec_of(node), partials) from error
 
 
 def _times(partial, upstream):
@@ -513,18 +431,157 @@ def _accumulate(total, contribution):
     return total + contribution
 
 
-def _partials_error(spec, expected: int, partials) -> OpSpecError:
-    try:
-        got = f"{len(partials)} partial(s)"
-    except TypeError:
-        got = repr(partials)
-    return OpSpecError(
-        f"op {spec.name!r} (plugin {spec.plugin!r}): derivative must return one partial per input, "
-        f"{expected} for this node, but returned {got} (return a tuple, e.g. (d,) for one input)"
-    )
+def _spec_of(node: Value) -> OpSpec:
+    spec = node._spec
+    return spec.spec if type(spec) is CustomRule else spec
 
 
-def _higher_order_error(spec, reason: str) -> HigherOrderError:
+def chain_rule_step(node: Value, create_graph: bool = False) -> None:
+    """One node's step of the backward pass (what ``node._backward()`` runs)."""
+    spec = node._spec
+    if spec is None:
+        return  # a leaf passes nothing on
+    if node.grad is None:
+        node.grad = 0.0
+    if type(spec) is CustomRule:
+        if spec.closure is not None:
+            spec.closure()
+            return
+        spec = _custom_spec(node)
+    if create_graph:
+        inputs, out = node._prev, node
+    else:
+        inputs, out = [c.data for c in node._prev], node.data
+    pass_gradient(node, local_derivatives(spec, inputs, out, node._params), create_graph)
+
+
+def _custom_spec(node: Value) -> OpSpec:
+    rule = node._spec
+    if rule.spec is None:
+        if not node._prev:
+            return None
+        raise MissingRuleError(
+            f"backward() reached the node {shorten(node)} made as Value(..., _op={rule.label!r}) from "
+            f"{len(node._prev)} input(s), and it has no rule to pass its gradient on: no registered op is "
+            f"called {rule.label!r} for {len(node._prev)} input(s), and no _backward closure was set. "
+            f"Either set one, as the seed does (out._backward = _backward, where _backward adds "
+            f"local_derivative * out.grad to each input's grad), or register an OpSpec named "
+            f"{rule.label!r} (minigrad_core.register_op / @op) and build the node with it."
+        )
+    return rule.spec
+
+
+def backward_steps(root: Value, *, gradient: Any = 1.0, create_graph: bool = False
+                   ) -> Iterator[tuple[Value, tuple | None]]:
+    """The backward pass from ``root``, one node at a time.
+
+    Yields ``(node, partials)`` for each node that passes its gradient on, in the order the
+    pass visits them (reverse topological: a node only after every node that uses it), just
+    BEFORE the node's gradient flows to its inputs; ``partials`` are its local derivatives,
+    or None for a node whose ``_backward`` closure does the work. Running the generator to
+    the end is ``backward()``; ``explain`` narrates it. A node whose gradient is exactly 0
+    (and whose value is finite) passes nothing on and is not yielded: a relu that is off
+    skips its whole neuron. Leaf gradients accumulate across passes, as in PyTorch.
+    """
+    order = topological_order(root)
+    for n in order:
+        if n._spec is not None:
+            n.grad = None if create_graph else 0.0  # interior: recomputed from scratch each pass
+        elif n.grad is None:
+            n.grad = 0.0  # grad = None (PyTorch's set_to_none habit) counts as zero
+        elif not create_graph and isinstance(n.grad, Value):
+            n.grad = n.grad.data  # a graph-building gradient from an earlier pass, as a number
+    if not create_graph and isinstance(gradient, Value):
+        gradient = gradient.data
+    elif not isinstance(gradient, Value):
+        gradient = as_number(gradient)
+    if root._spec is not None:
+        root.grad = gradient
+    else:
+        root.grad = _accumulate(root.grad, gradient) if create_graph else root.grad + gradient
+
+    for n in reversed(order):
+        spec = n._spec
+        if spec is None:
+            continue
+        upstream = n.grad
+        if create_graph:
+            if upstream is None:
+                continue  # nothing reached this node
+        elif upstream == 0.0 and n.data - n.data == 0.0:
+            # Every contribution would be 0 * partial = 0: skip the work. Not when the node's
+            # value is inf or nan (x - x is then nan), whose partials may be inf: 0 * inf is
+            # nan, as PyTorch gives.
+            continue
+        if type(spec) is CustomRule:
+            if spec.closure is not None:
+                yield n, None
+                for child in n._prev:
+                    if child.grad is None:
+                        child.grad = 0.0
+                spec.closure()
+                continue
+            spec = _custom_spec(n)
+            if spec is None:
+                continue
+        if create_graph:
+            if spec.higher_order is False:
+                raise higher_order_error(spec, "its OpSpec says higher_order=False")
+            partials = local_derivatives(spec, n._prev, n, n._params)
+        else:
+            partials = local_derivatives(spec, [c.data for c in n._prev], n.data, n._params)
+        yield n, partials
+        pass_gradient(n, partials, create_graph)
+
+    if create_graph:
+        for n in order:  # every gradient becomes a Value of its own, even a constant one
+            g = n.grad
+            if not isinstance(g, Value):
+                n.grad = Value(0.0 if g is None else g)
+            elif g._spec is None:
+                # a leaf passed through unchanged (x.grad would *be* y for x * y): give it a
+                # node of its own, so updating that leaf's data later cannot change this gradient
+                n.grad = g + 0.0
+
+
+# Two threads walking graphs that share nodes would interleave their += on the shared
+# gradients; one pass at a time gives every caller the serial result.
+backward_lock = threading.RLock()
+
+# Called as observer(root) at the start of every backward() (the teaching checks use it).
+backward_observers: list = []
+# Called as check(node, partials) on every step of backward() (anomaly detection), and as
+# check(node) on every node apply() records; both empty unless a tool switches them on.
+step_checks: list = []
+node_checks: list = []
+
+
+def backward(root: Value, *, gradient: Any = 1.0, create_graph: bool = False) -> None:
+    """Backpropagation from ``root``: every ``backward_steps`` step, run to the end."""
+    if not isinstance(root, Value):
+        raise TypeError(f"backward() needs a Value, got {shorten(root)}")
+    # The pass allocates only acyclic temporaries; pausing the cyclic collector keeps it from
+    # tracing the whole live graph over and over while we walk it.
+    with backward_lock:
+        for observer in backward_observers:
+            observer(root)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            steps = backward_steps(root, gradient=gradient, create_graph=create_graph)
+            if step_checks:
+                for n, partials in steps:
+                    for check in step_checks:
+                        check(n, partials)
+            else:
+                for _ in steps:
+                    pass
+        finally:
+            if collecting:
+                gc.enable()
+
+
+def higher_order_error(spec: OpSpec, reason: str) -> HigherOrderError:
     return HigherOrderError(
         f"op {spec.name!r} (plugin {spec.plugin!r}) cannot be differentiated twice: its derivative rule "
         f"works on numbers only ({reason}). First-order backward() still works; to support "

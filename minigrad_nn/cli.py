@@ -71,7 +71,7 @@ def _non_negative(text: str) -> float:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from .datasets import DATASETS
-    from .demo import DEFAULT_LR, DEFAULT_SGD_LR_FOR_MSE, ENGINES, LOSSES, OPTIMIZERS, DemoConfig
+    from .demo import DEFAULT_LR, DEFAULT_SGD_LR_FOR_MSE, LOSSES, OPTIMIZERS, DemoConfig, default_engine, engines
 
     defaults = DemoConfig()
     parser.description = DESCRIPTION
@@ -116,7 +116,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--seed", type=int, default=defaults.seed,
                           help="seeds the data and the initial weights: the same seed repeats a run bit for bit "
                                "(default: %(default)s)")
-    training.add_argument("--engine", choices=list(ENGINES), default=defaults.engine,
+    training.add_argument("--engine", choices=engines(), default=default_engine(),
                           help="how each step computes the loss and its gradients: replay records the graph "
                                "once and replays it as generated Python on floats (same numbers, faster); "
                                "eager builds the graph of Values anew every step, as you would by hand "

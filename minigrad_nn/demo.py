@@ -27,8 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from minigrad_core import MiniGradError, Value
-from minigrad_core.replay import Recorder
+from minigrad_core import MiniGradError, Value, get_registry
 
 from . import datasets, losses, optim
 from .nn import MLP, check_nonlin, predict_numpy, seed as seed_weights
@@ -62,7 +61,7 @@ class DemoConfig:
     momentum: float = 0.0
     steps: int = 100
     seed: int = 1337
-    engine: str = "replay"  # the fastest engine with the same numbers; "eager" to watch Values
+    engine: str = ""  # "": the fastest engine with eager's numbers (see default_engine); "eager" to watch Values
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
@@ -72,8 +71,10 @@ class DemoConfig:
             raise DemoConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.optimizer not in OPTIMIZERS:
             raise DemoConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.engine not in ENGINES:
-            raise DemoConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if not self.engine:
+            self.engine = default_engine()
+        if self.engine not in engines():
+            raise DemoConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(engines())}")
         if self.class_count > 2 and self.loss != "softmax":
             raise DemoConfigError(
                 f"the {self.dataset} dataset has {self.class_count} classes but the {self.loss} loss separates "
@@ -208,23 +209,21 @@ class EagerEngine:
         return StepOutcome(loss.data, [[v.data for v in row] for row in outputs])
 
 
-class ReplayEngine:
-    """Record the step's graph once, then replay it as generated straight-line Python on floats.
-
-    The numbers are the eager engine's, bit for bit: the tape runs the same rules and adds the
-    gradients up in the same order. When a comparison inside the loss turns out otherwise the
-    recorder records the graph again; if that keeps happening, recording costs more than it
-    saves, so the engine says so and carries on eagerly.
+class PluginEngine:
+    """An engine a plugin registered (``minigrad_register_engines``), e.g. the replay plugin's
+    "replay": record the step's graph once, then replay it as generated straight-line Python
+    on floats, with the eager engine's numbers. When a comparison inside the loss turns out
+    otherwise the engine records the graph again; if that keeps happening, recording costs
+    more than it saves, so the demo says so and carries on eagerly.
     """
 
-    name = "replay"
     MAX_RECORDINGS = 4
 
-    def __init__(self, task: Task):
-        self.task = task
+    def __init__(self, task: Task, name: str):
+        self.task, self.name = task, name
         self.rows = task.X.tolist()
         self.targets = task.targets()
-        self.recorder = Recorder(self.loss_graph)
+        self.recorder = get_registry().engines[name](self.loss_graph)
         self.eager: EagerEngine | None = None
 
     def loss_graph(self, rows):
@@ -234,15 +233,29 @@ class ReplayEngine:
         if self.eager is not None:
             return self.eager.loss_and_grads()
         loss, outputs = self.recorder.backward(self.rows)
-        if self.recorder.recordings >= self.MAX_RECORDINGS:
-            print(f"replay: the graph changed {self.recorder.recordings - 1} times (the loss branches on "
+        if getattr(self.recorder, "recordings", 0) >= self.MAX_RECORDINGS:
+            print(f"{self.name}: the graph changed {self.recorder.recordings - 1} times (the loss branches on "
                   f"its values), so the remaining steps run on the eager engine", file=sys.stderr)
             self.eager = EagerEngine(self.task)
         return StepOutcome(loss, outputs)
 
 
-# name -> engine class; an engine takes a Task and provides loss_and_grads() -> StepOutcome
-ENGINES: dict[str, Callable[[Task], object]] = {"replay": ReplayEngine, "eager": EagerEngine}
+# Engines whose numbers equal eager's, fastest first: the default is the first one installed.
+PREFERRED_ENGINES = ("replay",)
+
+
+def engines() -> list[str]:
+    """The engines ``--engine`` offers: eager, and every engine a plugin registered."""
+    return ["eager", *sorted(get_registry().engines)]
+
+
+def default_engine() -> str:
+    return next((name for name in PREFERRED_ENGINES if name in get_registry().engines), "eager")
+
+
+def make_engine(name: str, task: Task):
+    """An engine takes a Task and provides loss_and_grads() -> StepOutcome."""
+    return EagerEngine(task) if name == "eager" else PluginEngine(task, name)
 
 
 def outputs_of(outcome: StepOutcome, task: Task):
@@ -298,7 +311,7 @@ def train(config: DemoConfig | None = None,
     X, y = make_data(config)
     model = make_model(config)
     task = Task(model, X, y, config.loss, config.l2)
-    engine = ENGINES[config.engine](task)
+    engine = make_engine(config.engine, task)
     optimizer = make_optimizer(config, model.parameters())
     schedule = optim.LinearSchedule(optimizer, config.start_lr, config.end_lr, config.steps)
     result = TrainResult(config, model, X, y)

@@ -44,18 +44,6 @@ def weighted_sum_derivative(*inputs_and_out):
     return (*xs, *ws, 1.0)
 
 
-# Replay's code generator inlines these: the expression of the sum, and the partials,
-# which are just the other inputs' names.
-def code_weighted_sum(*names):
-    ws, xs, b = _halves("weighted_sum", names)
-    return " + ".join([b, *(f"{w} * {x}" for w, x in zip(ws, xs))])
-
-
-def code_weighted_sum_derivative(*names_and_out):
-    ws, xs, _ = _halves("weighted_sum", names_and_out[:-1])
-    return (*xs, *ws, "1.0")
-
-
 WEIGHTED_SUM = OpSpec(
     name="weighted_sum",
     arity=None,  # 2n + 1 inputs, for any n >= 0
@@ -68,8 +56,5 @@ WEIGHTED_SUM = OpSpec(
     methods=(),
     domain=Domain(description="any real numbers, 2n + 1 of them: n weights, n inputs, a bias"),
     torch=weighted_sum,
-    np_forward=weighted_sum,
-    np_derivative=weighted_sum_derivative,
-    code={"forward": code_weighted_sum, "derivative": code_weighted_sum_derivative},
     doc="A neuron's pre-activation as one node: weighted_sum(w_1..w_n, x_1..x_n, b) = Σ w_i*x_i + b.",
 )

@@ -87,7 +87,7 @@ def _shift(row: Sequence[Value]):
     log Σ exp(z_i) = m + log Σ exp(z_i - m) for any m, so the loss does not depend on m and
     its gradient through m is zero (up to rounding). m is built in the graph, as
     max(m, z) = m + relu(z - m), rather than taken as a number or found by comparisons, so
-    that a recorded graph (minigrad_core.replay) recomputes it for any data.
+    that a recorded graph (minigrad_replay) recomputes it for any data.
     """
     m = row[0]
     for z in row[1:]:
@@ -133,8 +133,7 @@ def l2(parameters, alpha: float) -> Value:
     parameters = list(parameters)
     if not parameters:
         raise ValueError("l2: no parameters given")
-    from minigrad_core.registry import get_registry
-    from minigrad_core.value import apply
+    from minigrad_core import apply, get_registry
 
     spec = get_registry().ops.get(WEIGHTED_SUM.name)
     if spec is None:  # without the nn plugin's fused op, build the sum from + and *

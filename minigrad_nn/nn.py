@@ -16,9 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from minigrad_core import Value
-from minigrad_core.registry import get_registry
-from minigrad_core.value import evaluate, node
+from minigrad_core import Value, apply, bind_params, evaluate, get_registry
 
 WEIGHTED_SUM = "weighted_sum"
 
@@ -144,12 +142,10 @@ class Neuron(Module):
         """The neuron on inputs already checked and wrapped (``x_data`` holds their numbers),
         with the ops already looked up: one weighted_sum node, then one nonlin node."""
         b = self.b
-        data = evaluate(weighted_sum, [*[w.data for w in self.w], *x_data, b.data])
-        z = node(data, (*self.w, *xs, b), weighted_sum)
+        z = apply(weighted_sum, (*self.w, *xs, b))
         if nonlin is None:
             return z
-        params = nonlin.params or None  # check_nonlin allows only parameters with defaults
-        return node(evaluate(nonlin, [data], params), (z,), nonlin, params)
+        return apply(nonlin, (z,))  # check_nonlin allows only parameters with defaults
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -287,7 +283,8 @@ def predict_numpy(model: Module, X):
 
     ``X`` has one row per example; the result has one row per example and one column per
     output. Same numbers as calling the model on each row (the plots use it to evaluate a
-    fine grid quickly). Needs every op on the way to provide ``np_forward``.
+    fine grid quickly). An op's array form is used where it has one (``np_forward``, or a
+    forward rule that works on arrays); otherwise its forward rule runs row by row.
     """
     X = np.asarray(X, dtype=float)
     nin = layers_of(model)[0][0][0].nin
@@ -297,13 +294,24 @@ def predict_numpy(model: Module, X):
     columns = [X[:, j] for j in range(X.shape[1])]
     for neurons, nonlin_name in layers_of(model):
         nonlin = check_nonlin(nonlin_name)
-        for spec in (weighted_sum, nonlin):
-            if spec is not None and spec.np_forward is None:
-                raise NotImplementedError(f"op {spec.name!r} (plugin {spec.plugin!r}) has no numpy rule (np_forward)")
         outputs = []
         for n in neurons:
-            z = weighted_sum.np_forward(*(w.data for w in n.w), *columns, n.b.data)
-            z = np.broadcast_to(np.asarray(z, dtype=float), (X.shape[0],))
-            outputs.append(z if nonlin is None else np.asarray(nonlin.np_forward(z, **nonlin.params), dtype=float))
+            z = _on_arrays(weighted_sum, [*(w.data for w in n.w), *columns, n.b.data], X.shape[0])
+            outputs.append(z if nonlin is None else _on_arrays(nonlin, [z], X.shape[0]))
         columns = outputs
     return np.stack(columns, axis=1)
+
+
+def _on_arrays(spec, inputs: list, size: int):
+    """An op's forward on a batch: its array form if it has one that works, else row by row."""
+    params = bind_params(spec, None)
+    rule = spec.np_forward or spec.forward
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(rule(*inputs, **params) if params else rule(*inputs), dtype=float)
+        if result.shape in ((size,), ()):
+            return np.broadcast_to(result, (size,))
+    except (TypeError, ValueError, ArithmeticError):
+        pass  # a forward rule written for numbers only (math.tanh): one example at a time
+    columns = [np.broadcast_to(np.asarray(x, dtype=float), (size,)).tolist() for x in inputs]
+    return np.array([evaluate(spec, list(row), params) for row in zip(*columns)])

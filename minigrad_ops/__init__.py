@@ -16,7 +16,7 @@ import numpy as np
 from minigrad_core import Domain, OpDomainError, OpSpec, OpZeroDivisionError, Value, hookimpl, ops
 
 ANY = Domain()
-POSITIVE = Domain(bounds=((0.0, math.inf),), kinks=((0.0,),), description="x > 0")
+POSITIVE = Domain(bounds=(0.0, math.inf), kinks=(0.0,), description="x > 0")
 
 
 # -- forward rules that need care (domain checks, overflow like PyTorch) ----------------------
@@ -70,12 +70,30 @@ def relu(x):
 # -- derivative rules that need more than one line ------------------------------------------
 
 def _power(x, exponent):
-    """x ** exponent on numbers (overflow gives inf, as in forward) or on Values (records a node)."""
+    """x ** exponent inside a derivative rule, on numbers or Values (records a node).
+
+    At a zero base with a negative exponent the derivative is infinite, not an error (forward
+    refuses 0 ** -1, but d/dx x ** 0.5 at 0 is inf), signed as PyTorch signs it: negative at
+    -0.0 for odd exponents and for -0.5 (PyTorch computes x ** -0.5 as 1 / sqrt(x)).
+    """
+    base = x.data if isinstance(x, Value) else x
+    if base == 0 and exponent < 0:
+        e = exponent.data if isinstance(exponent, Value) else exponent
+        odd = float(e).is_integer() and int(e) % 2 == 1
+        negative = math.copysign(1.0, base) < 0 and (odd or e == -0.5)
+        return -math.inf if negative else math.inf
     if isinstance(x, Value) or isinstance(exponent, Value):
         return x ** exponent
-    if x == 0 and exponent < 0:
-        return math.inf  # d/dx x**e at 0 for 0 < e < 1 (forward refuses e < 0 there), as in PyTorch
     return power_of(x, exponent)
+
+
+def reciprocal(x):
+    """1 / x inside a derivative rule, where 1 / 0 is a signed inf (the slope at a vertical
+    tangent, as PyTorch gives it) rather than an error. Numbers, Values and arrays alike."""
+    base = x.data if isinstance(x, Value) else x
+    if type(base) is float and base == 0:
+        return math.copysign(math.inf, base)
+    return 1 / x
 
 
 def pow_derivative(x, out, exponent):
@@ -90,10 +108,16 @@ def power_derivative(a, b, out):
     if a > 0:
         d_exponent = out * ops.log(a)
     elif a == 0:
-        d_exponent = 0.0
+        d_exponent = 0.0 if b >= 0 else math.nan  # b = nan: nan, as PyTorch
     else:
         d_exponent = math.nan
     return (d_base, d_exponent)
+
+
+def square_root(x):
+    if x < 0:
+        raise OpDomainError("sqrt", (x,), "x >= 0", "the square root of a negative number is not real")
+    return math.sqrt(x)
 
 
 # -- batched (numpy) rules ------------------------------------------------------------------
@@ -132,28 +156,6 @@ def np_sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-# -- replay code templates (see minigrad_core.replay) ----------------------------------------
-# Where the rule is plain arithmetic the template is that arithmetic. Where the rule guards
-# its domain (math.pow raises where power_of does), replay falls back to the rule itself.
-
-def pow_code(x, exponent):
-    exponent = float(exponent)
-    if not math.isfinite(exponent):
-        return f"math.pow({x}, float('{exponent}'))"
-    if exponent.is_integer():
-        return f"{x} ** ({exponent!r})"
-    return f"math.pow({x}, {exponent!r})"
-
-
-def pow_derivative_code(x, out, exponent):
-    exponent = float(exponent)
-    if exponent == 0:
-        return ("0.0",)
-    if not math.isfinite(exponent):
-        return None  # no template: replay calls pow_derivative itself
-    return (f"({exponent!r}) * {x} ** ({exponent - 1!r})",)
-
-
 OPS = [
     OpSpec(
         name="add", arity=2, symbol="+", formula="a + b", derivative_formula=("1", "1"),
@@ -161,8 +163,6 @@ OPS = [
         derivative=lambda a, b, out: (1.0, 1.0),
         methods=(), operators=("__add__", "__radd__"),
         torch=lambda a, b: a + b,
-        np_forward=lambda a, b: a + b, np_derivative=lambda a, b, out: (1.0, 1.0),
-        code={"forward": "{a} + {b}", "derivative": ("1.0", "1.0")},
     ),
     OpSpec(
         name="sub", arity=2, symbol="-", formula="a - b", derivative_formula=("1", "-1"),
@@ -170,8 +170,6 @@ OPS = [
         derivative=lambda a, b, out: (1.0, -1.0),
         methods=(), operators=("__sub__", "__rsub__"),
         torch=lambda a, b: a - b,
-        np_forward=lambda a, b: a - b, np_derivative=lambda a, b, out: (1.0, -1.0),
-        code={"forward": "{a} - {b}", "derivative": ("1.0", "-1.0")},
     ),
     OpSpec(
         name="mul", arity=2, symbol="*", formula="a * b", derivative_formula=("b", "a"),
@@ -179,8 +177,6 @@ OPS = [
         derivative=lambda a, b, out: (b, a),
         methods=(), operators=("__mul__", "__rmul__"),
         torch=lambda a, b: a * b,
-        np_forward=lambda a, b: a * b, np_derivative=lambda a, b, out: (b, a),
-        code={"forward": "{a} * {b}", "derivative": ("{b}", "{a}")},
     ),
     OpSpec(
         name="div", arity=2, symbol="/", formula="a / b", derivative_formula=("1 / b", "-a / b**2"),
@@ -189,8 +185,7 @@ OPS = [
         methods=(), operators=("__truediv__", "__rtruediv__"),
         domain=Domain(kinks=((), (0.0,)), where=lambda a, b: b != 0, description="a non-zero divisor b"),
         torch=lambda a, b: a / b,
-        np_forward=np_divide, np_derivative=lambda a, b, out: (1 / b, -out / b),
-        code={"forward": "{a} / {b}", "derivative": ("1 / {b}", "-{out} / {b}")},
+        np_forward=np_divide,
     ),
     OpSpec(
         name="neg", arity=1, symbol="-", formula="-x", derivative_formula=("-1",),
@@ -198,8 +193,6 @@ OPS = [
         derivative=lambda x, out: (-1.0,),
         operators=("__neg__",),
         torch=lambda x: -x,
-        np_forward=lambda x: -x, np_derivative=lambda x, out: (-1.0,),
-        code={"forward": "-{x}", "derivative": ("-1.0",)},
     ),
     OpSpec(
         name="pow", arity=1, symbol="**", formula="x ** exponent",
@@ -218,7 +211,6 @@ OPS = [
         torch=lambda x, exponent: x ** exponent,
         np_forward=np_power_of,
         np_derivative=lambda x, out, exponent: (np_power_derivative(x, exponent),),
-        code={"forward": pow_code, "derivative": pow_derivative_code},
         doc="x ** exponent with a number exponent: Value(3) ** 2",
     ),
     OpSpec(
@@ -235,7 +227,6 @@ OPS = [
             np_power_derivative(a, b),
             np.where(a > 0, out * np.log(np.where(a > 0, a, 1.0)), np.where(a == 0, 0.0, np.nan)),
         ),
-        code={"forward": "math.pow({a}, {b})"},
         doc="a ** b where the exponent is a Value: x ** y, 2 ** x",
     ),
     OpSpec(
@@ -243,8 +234,7 @@ OPS = [
         forward=exponential,
         derivative=lambda x, out: (out,),
         torch=lambda x: x.exp(),
-        np_forward=np.exp, np_derivative=lambda x, out: (out,),
-        code={"forward": "math.exp({x})", "derivative": ("{out}",)},
+        np_forward=np.exp,
     ),
     OpSpec(
         name="log", arity=1, formula="log(x)", derivative_formula=("1 / x",),
@@ -252,34 +242,49 @@ OPS = [
         derivative=lambda x, out: (1 / x,),
         domain=POSITIVE,
         torch=lambda x: x.log(),
-        np_forward=np_log, np_derivative=lambda x, out: (1 / x,),
-        code={"forward": "math.log({x})", "derivative": ("1 / {x}",)},
+        np_forward=np_log,
     ),
     OpSpec(
         name="tanh", arity=1, formula="tanh(x)", derivative_formula=("1 - tanh(x)**2",),
         forward=math.tanh,
         derivative=lambda x, out: (1 - out * out,),
         torch=lambda x: x.tanh(),
-        np_forward=np.tanh, np_derivative=lambda x, out: (1 - out * out,),
-        code={"forward": "math.tanh({x})", "derivative": ("1 - {out} * {out}",)},
+        np_forward=np.tanh,
     ),
     OpSpec(
         name="relu", arity=1, formula="max(0, x)", derivative_formula=("1 if x > 0 else 0",),
         forward=relu,
-        derivative=lambda x, out: (1.0 if x > 0 else 0.0,),
-        domain=Domain(kinks=((0.0,),)),
+        # 1 where x > 0, else 0; nan gives 1, as PyTorch. Comparisons count as 0 and 1, so
+        # the one rule runs on numbers, Values and arrays.
+        derivative=lambda x, out: (1.0 - (x <= 0),),
+        domain=Domain(kinks=(0.0,)),
         torch=lambda x: x.relu(),
         np_forward=lambda x: np.where(x > 0, x, 0.0),
-        np_derivative=lambda x, out: ((x > 0).astype(float),),
-        code={"forward": "({x} if {x} > 0 or {x} != {x} else 0.0)", "derivative": ("(1.0 if {x} > 0 else 0.0)",)},
+    ),
+    OpSpec(
+        name="abs", arity=1, symbol="abs", formula="|x|", derivative_formula=("sign(x)",),
+        forward=math.fabs,
+        # sign(x): 1, -1, or 0 at 0 (and at nan), as PyTorch
+        derivative=lambda x, out: ((x > 0) * 1.0 - (x < 0) * 1.0,),
+        operators=("__abs__",),
+        domain=Domain(kinks=(0.0,)),
+        torch=lambda x: x.abs(),
+        np_forward=np.abs,
+    ),
+    OpSpec(
+        name="sqrt", arity=1, formula="sqrt(x)", derivative_formula=("1 / (2 * sqrt(x))",),
+        forward=square_root,
+        derivative=lambda x, out: (0.5 * reciprocal(out),),
+        domain=Domain(bounds=(0.0, math.inf), kinks=(0.0,), open=False, description="x >= 0"),
+        torch=lambda x: x.sqrt(),
+        np_forward=np.sqrt,
     ),
     OpSpec(
         name="sigmoid", arity=1, formula="1 / (1 + exp(-x))", derivative_formula=("sigmoid(x) * (1 - sigmoid(x))",),
         forward=sigmoid,
         derivative=lambda x, out: (out * (1 - out),),
         torch=lambda x: x.sigmoid(),
-        np_forward=np_sigmoid, np_derivative=lambda x, out: (out * (1 - out),),
-        code={"derivative": ("{out} * (1 - {out})",)},
+        np_forward=np_sigmoid,
     ),
 ]
 

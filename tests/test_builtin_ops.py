@@ -7,7 +7,7 @@ import torch
 from hypothesis import assume, given, strategies as st
 
 from minigrad_core import OpDomainError, Value, get_registry
-from minigrad_core.value import topological_order
+from minigrad_core import topological_order
 
 REL = 1e-9
 

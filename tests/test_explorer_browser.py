@@ -15,8 +15,8 @@ import minigrad_ops
 import pytest
 
 from minigrad_core import Registry, topological_order, using
-from minigrad_core.explain import explain, node_names
-from minigrad_core.expr import build
+from minigrad_explain import explain, node_names
+from minigrad_explain.expr import build
 from minigrad_graphviz import render
 from minigrad_graphviz import plugin as graphviz_plugin
 

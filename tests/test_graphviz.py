@@ -15,7 +15,7 @@ import pytest
 
 from minigrad_core import Registry, Value, topological_order, using
 from minigrad_core.cli import main
-from minigrad_core.explain import node_names
+from minigrad_explain import node_names
 from minigrad_graphviz import NO_BACKWARD_NOTE, by_label_prefix, draw_dot, groups_of, trace
 from minigrad_graphviz import plugin as graphviz_plugin
 

@@ -14,8 +14,8 @@ import pytest
 
 from minigrad_core import Registry, Value, topological_order, using
 from minigrad_core.cli import main
-from minigrad_core.explain import node_names
-from minigrad_core.expr import build
+from minigrad_explain import node_names
+from minigrad_explain.expr import build
 from minigrad_graphviz import GraphvizNotFound, RenderError, draw_dot, render, to_svg
 from minigrad_graphviz import plugin as graphviz_plugin
 

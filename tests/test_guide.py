@@ -22,7 +22,7 @@ import pytest
 
 from minigrad_core import OpSpec, Registry, get_registry, hookspecs, make_plugin_manager, using
 from minigrad_core.cli import main as cli_main
-from minigrad_core.testing import GradientCheckError
+from minigrad_testing import GradientCheckError
 
 GUIDE_PATH = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 GUIDE = GUIDE_PATH.read_text()
@@ -136,7 +136,7 @@ def test_the_failure_example_prints_the_report_shown(installed):
     failed = run([sys.executable, "-c", code], installed)
     assert failed.returncode == 1
     report = block_after("then `check_op` raises")
-    assert failed.stderr.endswith(f"minigrad_core.testing.{report}") or report in failed.stderr, failed.stderr
+    assert failed.stderr.endswith(f"minigrad_testing.{report}") or report in failed.stderr, failed.stderr
 
 
 # -- the notebook cells and the command example ---------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import minigrad_nn.plugin
 import minigrad_ops
 from minigrad_core import Registry, Value, using
-from minigrad_core.value import topological_order
+from minigrad_core import topological_order
 from minigrad_nn import losses
 
 

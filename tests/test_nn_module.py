@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 import minigrad_nn
 import minigrad_nn.plugin
 import minigrad_ops
-from minigrad_core import OpSpec, Registry, UnknownOpError, Value, hookimpl, ops, using
-from minigrad_core.value import topological_order
+from minigrad_core import local_derivatives, OpSpec, Registry, UnknownOpError, Value, hookimpl, ops, using
+from minigrad_core import topological_order
 from minigrad_nn import MLP, Layer, Module, Neuron, predict_numpy
 from minigrad_nn.fused import WEIGHTED_SUM
 
@@ -248,21 +248,10 @@ def test_weighted_sum_is_registered_by_the_nn_plugin_with_its_metadata(nn_regist
     spec = nn_registry.ops["weighted_sum"]
     assert spec.plugin == "minigrad_nn.plugin" and spec.arity is None
     assert spec.formula and spec.derivative_formula == ("x_i", "w_i", "1")
-    assert spec.torch is not None and spec.np_forward is not None and spec.np_derivative is not None
+    assert spec.torch is not None  # its rules are plain arithmetic: they run on arrays as they are
+    assert spec.np_forward is None and spec.np_derivative is None
     assert ops.weighted_sum(2.0, 3.0, 4.0, 5.0, 1.0) == 2.0 * 4.0 + 3.0 * 5.0 + 1.0
     assert ops.weighted_sum(0.5) == 0.5  # n = 0: just the bias
-
-
-def test_weighted_sum_code_templates_compute_what_its_rules_compute():
-    """The templates replay inlines: the same sum, added in the same order, and the same partials."""
-    spec = WEIGHTED_SUM
-    numbers = [0.1, -2.7, 3.3, 1e-9, 7.25, -0.3, 0.7]  # w1..w3, x1..x3, b
-    names = ["w1", "w2", "w3", "x1", "x2", "x3", "b"]
-    scope = dict(zip(names, numbers))
-    forward = eval(spec.code["forward"](*names), {}, scope)
-    assert forward == spec.forward(*numbers)  # bit for bit
-    partials = [eval(text, {}, scope) for text in spec.code["derivative"](*names, "out")]
-    assert partials == list(spec.derivative(*numbers, forward))
 
 
 def test_weighted_sum_refuses_an_even_number_of_inputs():
@@ -286,20 +275,24 @@ def test_weighted_sum_and_its_gradients_match_torch(inputs):
 
 
 @given(st.integers(0, 5).flatmap(lambda n: st.lists(finite, min_size=2 * n + 1, max_size=2 * n + 1)))
-def test_weighted_sum_numpy_rules_agree_with_the_scalar_rules(inputs):
+def test_weighted_sum_rules_on_a_batch_match_torch_per_example(inputs):
+    """The one rule, run on arrays (three examples at once), against PyTorch's autograd."""
+    import torch
+
     n = len(inputs) // 2
-    batch = [np.array([v, 2 * v, -v]) for v in inputs]  # three examples at once
-    out = WEIGHTED_SUM.np_forward(*batch)
-    partials = WEIGHTED_SUM.np_derivative(*batch, out)
+    batch = [np.array([v, 2 * v - 1, -v]) for v in inputs]
+    out = WEIGHTED_SUM.forward(*batch)
+    partials = local_derivatives(WEIGHTED_SUM, batch, out)
     for k in range(3):
-        column = [float(b[k]) for b in batch]
-        assert out[k] == pytest.approx(WEIGHTED_SUM.forward(*column), rel=1e-12, abs=1e-12)
-        expected = WEIGHTED_SUM.derivative(*column, WEIGHTED_SUM.forward(*column))
+        tensors = [torch.tensor(float(b[k]), dtype=torch.float64, requires_grad=True) for b in batch]
+        expected = WEIGHTED_SUM.torch(*tensors)
+        expected.backward()
+        assert out[k] == pytest.approx(expected.item(), rel=1e-12, abs=1e-12)
         got = [float(np.broadcast_to(p, (3,))[k]) for p in partials]
-        assert got == pytest.approx(list(expected))
+        assert got == pytest.approx([t.grad.item() for t in tensors], rel=1e-12, abs=1e-12)
     # a weight or the bias may be one number shared by the whole batch
     shared = [*inputs[:n]] + batch[n:2 * n] + [inputs[-1]]
-    first = np.broadcast_to(WEIGHTED_SUM.np_forward(*shared), (3,))[0]
+    first = np.broadcast_to(WEIGHTED_SUM.forward(*shared), (3,))[0]
     assert first == pytest.approx(WEIGHTED_SUM.forward(*inputs), rel=1e-12, abs=1e-12)
 
 

@@ -45,7 +45,7 @@ def test_readme_training_loop_runs_and_learns():
 
 def test_readme_custom_op_block_registers_a_working_op():
     from minigrad_core import Value, unregister_op
-    from minigrad_core.testing import check_op
+    from minigrad_testing import check_op
 
     namespace = {}
     exec(compile(_python_block_after("## Write your own op"), "README.md", "exec"), namespace)

@@ -11,7 +11,7 @@ from minigrad_core import (
     register_op, register_plugin, unregister_op, unregister_plugin, using,
 )
 from minigrad_core.cli import ops_table
-from minigrad_core.testing import check_grads, check_op
+from minigrad_testing import check_grads, check_op
 
 
 @pytest.fixture(autouse=True)

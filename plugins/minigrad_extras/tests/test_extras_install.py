@@ -46,6 +46,7 @@ def fresh(tmp_path_factory):
             (sources / "minigrad").mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / part, sources / "minigrad" / part)
     shutil.copytree(HERE, sources / "extras", ignore=ignore)
+    shutil.copytree(ROOT / "plugins" / "minigrad_testing", sources / "testing", ignore=ignore)  # the kit
 
     venv = base / "venv"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINIGRAD_PLUGINS", "VIRTUAL_ENV")}
@@ -64,7 +65,7 @@ def fresh(tmp_path_factory):
     (site / "borrowed_dependencies.pth").write_text(f"{borrowed}\n")
 
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-        sources / "minigrad", sources / "extras", cwd=base, env=env)
+        sources / "minigrad", sources / "testing", sources / "extras", cwd=base, env=env)
     return {"python": python, "bin": venv / "bin", "base": base, "sources": sources, "env": env}
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigrad_core import Registry, Value, grad, make_plugin_manager, ops, using
-from minigrad_core.testing import check_grads, check_op, expressions
+from minigrad_testing import check_grads, check_op, expressions
 
 EXTRAS = ("sin", "cos", "erf", "softplus", "gelu", "leaky_relu", "hypot")
 
@@ -125,7 +125,7 @@ def test_an_mlp_can_use_an_extras_op_as_its_nonlinearity():
 
 
 def _nodes(root):
-    from minigrad_core.value import topological_order
+    from minigrad_core import topological_order
 
     return topological_order(root)
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from minigrad_core import topological_order
-from minigrad_core.expr import parse, parse_bindings
+from minigrad_explain.expr import parse, parse_bindings
 
 from .drawing import draw_dot
 from .rendering import FORMATS, render

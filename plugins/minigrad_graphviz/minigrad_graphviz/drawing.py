@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Union
 
 import graphviz
 from minigrad_core import Value, topological_order
-from minigrad_core.explain import node_names
+from minigrad_explain import node_names
 
 Grouping = Union[None, int, Callable[[Value], "str | None"], Mapping]
 

@@ -2,7 +2,7 @@
 
 The page holds everything inline: the graph as SVG (drawn by ``dot``, with an id on each
 value, op and edge), the steps of the backward pass as JSON (from
-``minigrad_core.explain``), and the script and style that animate them. Nothing is
+``minigrad_explain``), and the script and style that animate them. Nothing is
 fetched from anywhere, so the file works from a USB stick or an e-mail attachment.
 
 Buttons or the arrow keys move one step forward or back; the node passing its gradient
@@ -18,7 +18,7 @@ import json
 from importlib import resources
 
 from minigrad_core import MiniGradError, Value
-from minigrad_core.explain import explain, format_number
+from minigrad_explain import explain, format_number
 
 from .drawing import draw_dot
 from .rendering import dot_available, GraphvizNotFound, run_dot, strip_svg_preamble

@@ -1,15 +1,15 @@
 """The backward pass, narrated step by step in the order it runs.
 
-    >>> from minigrad_core.explain import explain
+    >>> from minigrad_explain import explain
     >>> print(explain(o))            # text for a learner
     >>> explain(o).steps[3].local    # the same, as data
 
 Each step is one use of the chain rule, ``child.grad += local * node.grad``: it names the
 node passing its gradient on, the input receiving it, the op's local-derivative formula
 (from the op's OpSpec) with the numbers filled in, the contribution, and the input's
-gradient so far. The explanation computes the gradients itself, exactly as
-``Value.backward`` does on a fresh graph, and changes no ``.grad``: run ``backward()``
-to fill them in (tests check that both agree).
+gradient so far. It narrates the kernel's own backward pass (``minigrad_core.backward_steps``),
+step by step as the kernel takes them, on a fresh graph, and leaves every ``.grad`` as it
+found it: run ``backward()`` to fill them in.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .value import Value, _as_op_error, _partials_error, topological_order
+from minigrad_core import Value, backward_steps, topological_order
+from minigrad_core.value import backward_lock
 
 __all__ = ["explain", "Explanation", "Step", "node_names", "format_number", "WHY_TOPOLOGICAL"]
 
@@ -120,7 +121,7 @@ class Explanation:
         position = {id(node): i for i, node in enumerate(self.order)}
         nodes = []
         for i, node in enumerate(self.order):
-            spec = node._spec
+            spec = node.op_spec
             nodes.append({
                 "index": i, "name": self.names[i], "definition": self.definitions[i],
                 "op": spec.name if spec is not None else "", "symbol": node._op,
@@ -152,63 +153,83 @@ def explain(root: Value, digits: int = 4) -> Explanation:
 
     uses = [0] * len(order)  # how many contributions each node will receive
     for node in order:
-        if node._spec is not None:
+        if not node.is_leaf:
             for child in node._prev:
                 uses[position[id(child)]] += 1
 
-    grads = [0.0] * len(order)
     received = [0] * len(order)
     root_index = len(order) - 1
-    grads[root_index] = 1.0
     root_name = names[root_index]
     steps = [Step(
         index=0, kind="seed", node=root_index, target=root_index, node_name=root_name, target_name=root_name,
         lines=(f"Step 0: {ref(root_name)}.grad = 1   (d {ref(root_name)} / d {ref(root_name)} = 1: "
                f"the seed of the backward pass)",),
     )]
-    for i in range(len(order) - 1, -1, -1):
-        node = order[i]
-        spec = node._spec
-        if spec is None:
-            continue
-        if grads[i] == 0.0 and node.data - node.data == 0.0:
-            continue  # as backward() does: a finite node whose gradient is 0 passes nothing on
-        children = node._prev
-        partials = _partials(node)
-        child_names = [ref(names[position[id(c)]]) for c in children]
-        roles = _roles(spec, len(children))
-        templates = _derivative_templates(spec, len(children))
-        params = node._params or {}
-        upstream = grads[i]
-        for k, (child, local) in enumerate(zip(children, partials)):
-            local = _as_float(local)
-            j = position[id(child)]
-            before = grads[j]
-            contribution = local * upstream
-            grads[j] = before + contribution
-            formula = templates[k] if templates else ""
-            by_name = dict(zip(roles, child_names))
-            by_name["out"] = ref(names[i])
-            by_number = {role: fmt(c.data) for role, c in zip(roles, children)}
-            by_number["out"] = fmt(node.data)
-            for p, value in params.items():
-                by_name[p] = by_number[p] = fmt(value) if isinstance(value, float) else str(value)
-            formula_named = substitute(formula, by_name) if formula else ""
-            formula_numbers = substitute(formula, by_number) if formula else ""
-            step = Step(
-                index=len(steps), kind="contribution", node=i, target=j, node_name=names[i],
-                target_name=names[j], op=spec.name, input_index=k, input_role=roles[k] if roles else "",
-                formula=formula, formula_named=formula_named, formula_numbers=formula_numbers,
-                local=local, upstream=upstream, contribution=contribution, grad_before=before,
-                grad_after=grads[j], repeat=received[j], uses=uses[j],
-            )
-            received[j] += 1
-            steps.append(_narrate(step, definitions[i], fmt, first_repeat=not any(s.repeat for s in steps)))
+    with backward_lock:  # the kernel's pass, observed; every .grad is put back afterwards
+        saved = [node.grad for node in order]
+        for node in order:
+            if node.is_leaf:
+                node.grad = 0.0  # as on a fresh graph
+        try:
+            for node, partials in backward_steps(root):
+                i = position[id(node)]
+                if partials is None:
+                    steps.append(_closure_step(len(steps), node, i, names, definitions[i], fmt))
+                    continue
+                _contributions(node, i, partials, steps, names, position, definitions, roles_of=_roles,
+                               received=received, uses=uses, fmt=fmt)
+            grads = [_as_float(node.grad) for node in order]
+        finally:
+            for node, grad in zip(order, saved):
+                node.grad = grad
     header = [f"The backward pass of {definitions[-1]} = {fmt(root.data)}: "
               f"{len(order)} values, {len(steps) - 1} uses of the chain rule "
               f"(child.grad += local derivative * node.grad).", WHY_TOPOLOGICAL]
     return Explanation(root=root, order=order, names=names, definitions=definitions, steps=steps,
                        grads=grads, digits=digits, header=header)
+
+
+def _contributions(node, i, partials, steps, names, position, definitions, roles_of, received, uses, fmt) -> None:
+    """One kernel step: a Step per input of ``node``, with the grads as the kernel has them."""
+    spec, children = node.op_spec, node._prev
+    child_names = [ref(names[position[id(c)]]) for c in children]
+    roles = roles_of(spec, len(children))
+    templates = _derivative_templates(spec, len(children))
+    params = node.op_params
+    upstream = _as_float(node.grad)
+    running = {}  # an input used twice by this node receives both contributions in turn
+    for k, (child, local) in enumerate(zip(children, partials)):
+        local = _as_float(local)
+        j = position[id(child)]
+        before = running.get(j, _as_float(child.grad))
+        contribution = local * upstream
+        running[j] = after = before + contribution
+        formula = templates[k] if templates else ""
+        by_name = dict(zip(roles, child_names))
+        by_name["out"] = ref(names[i])
+        by_number = {role: fmt(c.data) for role, c in zip(roles, children)}
+        by_number["out"] = fmt(node.data)
+        for p, value in params.items():
+            by_name[p] = by_number[p] = fmt(value) if isinstance(value, float) else str(value)
+        step = Step(
+            index=len(steps), kind="contribution", node=i, target=j, node_name=names[i],
+            target_name=names[j], op=spec.name, input_index=k, input_role=roles[k] if roles else "",
+            formula=formula, formula_named=substitute(formula, by_name) if formula else "",
+            formula_numbers=substitute(formula, by_number) if formula else "",
+            local=local, upstream=upstream, contribution=contribution, grad_before=before,
+            grad_after=after, repeat=received[j], uses=uses[j],
+        )
+        received[j] += 1
+        steps.append(_narrate(step, definitions[i], fmt, first_repeat=not any(s.repeat for s in steps)))
+
+
+def _closure_step(index: int, node: Value, i: int, names, definition: str, fmt) -> Step:
+    """A node made the seed's way passes its gradient on with its own _backward closure."""
+    line = (f"Step {index}: {definition} passes its gradient ({fmt(_as_float(node.grad))}) on with its own "
+            f"_backward closure (a custom rule written by hand, op {node._op!r}): its local derivatives "
+            f"are whatever that function computes")
+    return Step(index=index, kind="closure", node=i, target=i, node_name=names[i], target_name=names[i],
+                op=node._op, upstream=_as_float(node.grad), lines=(line,))
 
 
 # -- naming and formulas ---------------------------------------------------------------------
@@ -289,30 +310,19 @@ def _derivative_templates(spec, n_inputs: int) -> tuple[str, ...]:
 
 
 def _definition(node: Value, name: str, child_names: list[str]) -> str:
-    spec = node._spec
-    if spec is None:
+    spec = node.op_spec
+    if node.is_leaf:
         return name
+    if spec is None:  # a node made by hand, with a closure
+        return f"{name} = {node._op}({', '.join(child_names)})"
     roles = _roles(spec, len(child_names))
     if spec.formula and roles:
         values = dict(zip(roles, child_names))
         values.update({p: format_number(v) if isinstance(v, float) else str(v)
-                       for p, v in (node._params or {}).items()})
+                       for p, v in node.op_params.items()})
         return f"{name} = {substitute(spec.formula, values)}"
-    params = [f"{p}={v}" for p, v in (node._params or {}).items()]
+    params = [f"{p}={v}" for p, v in node.op_params.items()]
     return f"{name} = {spec.name}({', '.join(child_names + params)})"
-
-
-def _partials(node: Value) -> tuple:
-    """The op's local derivatives, computed as Value.backward computes them."""
-    spec, children = node._spec, node._prev
-    inputs = [c.data for c in children]
-    try:
-        partials = spec.derivative(*inputs, node.data, **(node._params or {}))
-    except (ArithmeticError, ValueError) as error:
-        raise _as_op_error(spec, inputs, error) from error
-    if len(partials) != len(children):
-        raise _partials_error(spec, len(children), partials)
-    return tuple(partials)
 
 
 def _as_float(x) -> float:

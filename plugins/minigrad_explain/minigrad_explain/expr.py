@@ -12,7 +12,7 @@ it is never passed to ``eval`` or ``exec``. An expression may contain only
 Anything else (attribute access, subscripts, lambdas, comprehensions, unknown names or
 functions, text ...) is an ``ExpressionError`` that points at the offending part.
 
-    >>> from minigrad_core.expr import build
+    >>> from minigrad_explain.expr import build
     >>> o = build("tanh(x1*w1 + x2*w2 + b)", x1=2, x2=0, w1=-3, w2=1, b=6.8813735870195432)
     >>> round(o.data, 4)
     0.7071
@@ -29,8 +29,7 @@ import re
 import warnings
 from typing import Any, Iterable, Mapping
 
-from .errors import MiniGradError
-from .value import Value, apply
+from minigrad_core import MiniGradError, Value, apply
 
 __all__ = ["ExpressionError", "Expression", "parse", "build", "parse_bindings"]
 
@@ -204,7 +203,7 @@ def parse(text: str, registry=None) -> Expression:
     if not isinstance(text, str):
         raise ExpressionError(f"an expression is text, got {text!r} of type {type(text).__name__}")
     if registry is None:
-        from .registry import get_registry
+        from minigrad_core import get_registry
 
         registry = get_registry()
     stripped = text.lstrip()  # Python's parser refuses leading spaces; columns still count them

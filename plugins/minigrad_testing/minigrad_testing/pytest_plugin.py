@@ -9,7 +9,7 @@ Installed with MiniGrad (entry point ``pytest11``), it adds nothing to a run unl
 or, in ``pyproject.toml``, ``[tool.pytest.ini_options] minigrad_check_ops = true``.
 
 Each op gets ``check_op[NAME]`` (its derivative rule against finite differences and PyTorch,
-see ``minigrad_core.testing.check_op``) and ``check_op[NAME-order2]`` (the derivative of its
+see ``minigrad_testing.check_op``) and ``check_op[NAME-order2]`` (the derivative of its
 derivative rule), which is skipped for ops whose rule works on numbers only.
 """
 
@@ -113,7 +113,7 @@ class OpCheck(pytest.Item):
 
     def runtest(self):
         from minigrad_core import HigherOrderError
-        from minigrad_core.testing import check_op
+        from minigrad_testing import check_op
 
         try:
             check_op(self.op, order=self.order)

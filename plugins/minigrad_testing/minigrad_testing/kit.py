@@ -1,6 +1,6 @@
 """A testing kit for op authors: gradient checks that need no hand-picked test cases.
 
-    from minigrad_core.testing import check_op, check_grads
+    from minigrad_testing import check_op, check_grads
 
     check_op("tanh")              # each local derivative vs finite differences (and PyTorch)
     check_op("tanh", order=2)     # ... and the derivative of the derivative rule
@@ -38,12 +38,24 @@ try:
     from hypothesis import strategies as st
     from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 except ImportError as error:  # a test dependency, not one of MiniGrad's own
-    raise ImportError("minigrad_core.testing draws its inputs with hypothesis: pip install hypothesis") from error
+    raise ImportError("minigrad_testing draws its inputs with hypothesis: pip install hypothesis") from error
 
-from .errors import HigherOrderError, OpDomainError, OpSpecError
-from .opspec import Domain, OpSpec
-from .registry import Registry, get_registry, using
-from .value import Value, apply, backward, evaluate
+from minigrad_core import (
+    Domain,
+    HigherOrderError,
+    MiniGradError,
+    OpDomainError,
+    OpSpec,
+    OpSpecError,
+    Registry,
+    Value,
+    apply,
+    backward,
+    evaluate,
+    get_registry,
+    local_derivatives,
+    using,
+)
 
 __all__ = [
     "check_op", "check_grads", "op_inputs", "expressions", "allowed_intervals",
@@ -372,21 +384,28 @@ def _who(spec: OpSpec) -> str:
 
 
 def _call_derivative(spec: OpSpec, inputs: Sequence, out, params: Mapping) -> list[float]:
-    partials = spec.derivative(*inputs, out, **params)
+    """The rule's partials through the kernel's own call (the checks backward() makes);
+    a rule that is wrong or raises is reported in the kit's words, with its formula."""
     try:
-        count = len(partials)
-    except TypeError:
-        raise GradientCheckError(
-            f"the derivative rule of {_who(spec)} returned {partials!r}; it must return a tuple with one "
-            f"partial derivative per input ({', '.join(_input_names(spec, len(inputs)))})"
-        ) from None
-    if count != len(inputs):
-        raise GradientCheckError(
-            f"the derivative rule of {_who(spec)} returned {count} partial(s) for {len(inputs)} input(s); "
-            f"it must return one partial derivative per input, in order: "
-            f"d out / d {', d out / d '.join(_input_names(spec, len(inputs)))}"
-        )
-    return [float(p.data if isinstance(p, Value) else p) for p in partials]
+        partials = local_derivatives(spec, list(inputs), out, dict(params) or None)
+        return [float(p.data if isinstance(p, Value) else p) for p in partials]
+    except (OpSpecError, TypeError, ValueError) as error:
+        if isinstance(error, (OpDomainError, HigherOrderError)):
+            raise
+        raise GradientCheckError(_rule_report(spec, inputs, params, error)) from error
+    except MiniGradError as error:
+        raise GradientCheckError(_rule_report(spec, inputs, params, error)) from error
+
+
+def _rule_report(spec: OpSpec, inputs: Sequence, params: Mapping, error: Exception) -> str:
+    names = _input_names(spec, len(inputs))
+    at = ", ".join(f"{n} = {_fmt(float(x.data if isinstance(x, Value) else x))}" for n, x in zip(names, inputs))
+    at += "".join(f", {k} = {v!r}" for k, v in params.items())
+    lines = [f"the derivative rule of {_who(spec)} failed at {at}", f"  {error}"]
+    if spec.derivative_formula:
+        lines.append("  its formula: " + "; ".join(
+            f"d out / d {n} = {f}" for n, f in zip(names, spec.derivative_formula)))
+    return "\n".join(lines)
 
 
 def _input_names(spec: OpSpec, count: int) -> list[str]:

@@ -12,14 +12,14 @@ import re
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigrad_ops
 from minigrad_core import (
     Domain, HigherOrderError, OpSpec, OpSpecError, Registry, Value, hookimpl, make_plugin_manager, ops, using,
 )
-from minigrad_core.testing import (
+from minigrad_testing.kit import (
     KINK_MARGIN, GradientCheckError, OpCheckResult, RandomExpression, allowed_intervals, check_grads, check_op,
     expressions, op_inputs,
 )
@@ -104,8 +104,8 @@ def test_a_wrong_partial_of_a_binary_op_names_that_input():
 
 def test_the_wrong_number_of_partials_is_explained():
     halve = spec_of("halve", arity=2, forward=lambda a, b: a / 2, derivative=lambda a, b, out: (0.5,))
-    with pytest.raises(GradientCheckError, match=r"op 'halve' returned 1 partial\(s\) for 2 input\(s\).*d out / d a, "
-                                                 r"d out / d b"):
+    with pytest.raises(GradientCheckError, match=r"(?s)op 'halve'.*one partial per input, 2 for this node, but "
+                                                 r"returned 1 partial\(s\)"):
         check_op(halve)
 
 
@@ -328,6 +328,7 @@ def test_expressions_use_only_the_chosen_ops_and_print_readably(expression):
 def test_expressions_cover_every_op_and_shrink_to_a_readable_failure():
     seen = set()
 
+    @settings(max_examples=300)
     @given(expressions())
     def collect(expression):
         seen.update(expression.ops)
@@ -368,7 +369,5 @@ def test_a_domain_with_nothing_to_draw_from_says_so():
     with pytest.raises(GradientCheckError, match=r"too few inputs drawn for op 'nowhere' were valid: its domain "
                                                  r"\(nowhere\) refuses most of \(-10.0, 10.0\)"):
         check_op(nowhere)
-    empty = spec_of("empty", arity=1, forward=lambda x: x, derivative=lambda x, out: (1.0,),
-                    domain=Domain(bounds=((0.0, 0.0),)))
-    with pytest.raises(OpSpecError, match="leaves nothing to draw input 0 from"):
-        check_op(empty)
+    with pytest.raises(OpSpecError, match="low must be below high"):  # refused when the Domain is made
+        Domain(bounds=((0.0, 0.0),))

@@ -7,6 +7,7 @@ import math
 import re
 
 import minigrad_ops
+import minigrad_explain.plugin
 import pytest
 import torch
 from hypothesis import given
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 
 from minigrad_core import OpSpec, Registry, Value, hookimpl, topological_order, using
 from minigrad_core.cli import main
-from minigrad_core.explain import WHY_ACCUMULATE, WHY_TOPOLOGICAL, explain, node_names, substitute
-from minigrad_core.expr import build
+from minigrad_explain import WHY_ACCUMULATE, WHY_TOPOLOGICAL, explain, node_names, substitute
+from minigrad_explain.expr import build
 
 SEED = dict(x1=2.0, x2=0.0, w1=-3.0, w2=1.0, b=6.8813735870195432)
 NEURON = "tanh(x1*w1 + x2*w2 + b)"
@@ -36,7 +37,7 @@ class PlainOp:
 
 @pytest.fixture(autouse=True)
 def registry():
-    with using(Registry.from_plugins(minigrad_ops, PlainOp())) as active:
+    with using(Registry.from_plugins(minigrad_ops, minigrad_explain.plugin, PlainOp())) as active:
         yield active
 
 

@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minigrad_core import MiniGradError, OpSpec, Registry, Value, hookimpl, using
-from minigrad_core.expr import ExpressionError, build, parse, parse_bindings
+from minigrad_explain.expr import ExpressionError, build, parse, parse_bindings
 
 SEED = dict(x1=2.0, x2=0.0, w1=-3.0, w2=1.0, b=6.8813735870195432)
 
@@ -335,7 +335,7 @@ def test_random_expressions_match_torch(expression, point):
 
 
 def test_a_name_bound_twice_is_refused():
-    from minigrad_core.expr import ExpressionError, parse_bindings
+    from minigrad_explain.expr import ExpressionError, parse_bindings
 
     with pytest.raises(ExpressionError, match="'x' is given twice"):
         parse_bindings(["x=3", "x=4"])

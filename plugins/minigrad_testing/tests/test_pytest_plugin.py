@@ -15,7 +15,7 @@ import minigrad_ops  # noqa: F401
 import numpy  # noqa: F401
 import torch  # noqa: F401
 
-import minigrad_core.testing  # noqa: F401
+import minigrad_testing  # noqa: F401
 from minigrad_core import Registry, make_plugin_manager, using
 
 pytest_plugins = ["pytester"]
@@ -85,14 +85,14 @@ def test_the_one_line_for_ci_checks_every_op_of_a_plugin(project):
     assert "square" not in result.stdout.str() and "test_nothing.py::test_the_project_s_own_test" in result.stdout.str()
     every_op = run(project, "--minigrad-check-ops", "--collect-only", "-q")
     every_op.stdout.fnmatch_lines(["minigrad::check_op[[]square[]]", "minigrad::check_op[[]tanh[]]"])
-    assert "31 tests collected" in every_op.stdout.str()  # 15 ops x 2 orders + the project's test
+    assert "35 tests collected" in every_op.stdout.str()  # 17 ops x 2 orders + the project's test
 
 
 def test_options_can_live_in_the_configuration_and_k_selects_op_checks(project):
     project.makeini("[pytest]\nminigrad_check_ops = true\n")
     result = run(project, "--collect-only", "-q", "-k", "cube or wave", "--minigrad-max-order=1")
     result.stdout.fnmatch_lines(["minigrad::check_op[[]cube[]]", "minigrad::check_op[[]wave[]]",
-                                 "*2/16 tests collected (14 deselected)*"])
+                                 "*2/18 tests collected (16 deselected)*"])
 
 
 def test_without_the_option_nothing_is_added(project):
@@ -105,7 +105,7 @@ def test_an_unknown_op_or_plugin_is_a_failing_test_that_lists_what_exists(projec
     result.assert_outcomes(passed=1, failed=2)  # one failing test per mistake
     result.stdout.fnmatch_lines([
         "*--minigrad-plugin names [[]'nope'], which are not loaded; loaded plugins: ops, runtime:cube*",
-        "*--minigrad-ops names [[]'sqaure'], which no loaded plugin provides; known ops: add, cube*",
+        "*--minigrad-ops names [[]'sqaure'], which no loaded plugin provides; known ops: abs, add, cube*",
     ])
 
 

@@ -18,7 +18,7 @@ import minigrad_nn
 import minigrad_nn.plugin
 import minigrad_ops
 from minigrad_core import OpDomainError, OpSpec, OpZeroDivisionError, Registry, Value, hookimpl, using
-from minigrad_core.replay import (
+from minigrad_replay import (
     GraphChangedError,
     Recorder,
     ReplayArgumentError,
@@ -32,7 +32,7 @@ TOLERANCE = 1e-12
 
 
 class CubeOps:
-    """A plugin op with neither replay templates nor numpy rules: replay must call its rules."""
+    """A plugin op with no numpy rules: replay calls its own rules (on arrays too: plain arithmetic)."""
 
     @hookimpl
     def minigrad_register_ops(self, register):
@@ -109,21 +109,48 @@ def test_replay_gives_eager_and_torch_values_and_gradients_for_every_builtin_op(
 def test_generated_source_reads_like_the_graph():
     tape = record(lambda x, y: (x * y).tanh() + x, 0.5, 2.0)
     source = tape.source
-    assert "def forward_backward(inputs, parameters):" in source
-    assert "v0 = x0 * x1" in source
-    assert "v1 = math.tanh(v0)" in source
-    assert "v2 = v1 + x0" in source
-    assert "g_v1 = (1 - v1 * v1) * g_v2" not in source  # v2 is add: its partial is 1
-    assert "g_v0 = (1 - v1 * v1) * g_v1" in source
-    assert "g_x0 = g_v2 + x1 * g_v0" in source  # the sum over x0's users, in the kernel's order
+    assert "def forward_backward(inputs, parameters, grads):" in source
+    # forward: each node calls its op's own forward rule
+    assert "v0 = forward_mul(x0, x1)" in source
+    assert "v1 = forward_tanh(v0)" in source
+    assert "v2 = forward_add(v1, x0)" in source
+    # backward: the kernel's local_derivatives gives the partials; the loss always passes its gradient on
+    assert "d2_0, d2_1 = partials(spec_add, (v1, x0), v2, None)\n" in source
+    # other nodes pass nothing on when their gradient is 0 and their value finite, as backward() does
+    assert "d1_0, = partials(spec_tanh, (v0,), v1, None) if g_v1 != 0.0 or v1 - v1 != 0.0 else zeros1" in source
+    assert "g_v0 = 0.0 + d1_0 * g_v1" in source
+    assert "g_x0 = 0.0 + d2_1 * g_v2 + d0_0 * g_v0" in source  # the sum over x0's users, in the kernel's order
+    assert "math." not in source and "v1 * v1" not in source  # no op's math is written a second time
     compile(source, "<check>", "exec")
 
 
-def test_an_op_without_templates_is_replayed_through_its_own_rules():
+def test_every_op_is_replayed_through_its_own_rules():
     tape = record(lambda x: x.cube() * 2, 1.5)
-    assert "forward_cube(x0)" in tape.source and "derivative_cube(x0, v0)" in tape.source
+    assert "forward_cube(x0)" in tape.source and "partials(spec_cube, (x0,), v0, None)" in tape.source
     out, (grad,) = tape.value_and_grad(-0.5)
     assert out == pytest.approx(2 * (-0.5) ** 3, abs=0) and grad == pytest.approx(6 * 0.25, abs=0)
+
+
+def test_replay_gradients_are_eager_s_bit_for_bit_also_when_they_accumulate():
+    """Parameters' gradients continue from what they hold, added in backward()'s order."""
+    minigrad_nn.seed(5)
+    model = minigrad_nn.MLP(3, [4, 4, 1], nonlin="tanh", out_nonlin=None)
+    twin = minigrad_nn.MLP(3, [4, 4, 1], nonlin="tanh", out_nonlin=None)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        q.data = p.data
+    rows = [[0.1, -0.7, 0.3], [1.1, 0.2, -0.4], [-0.5, 0.9, 0.8]]
+
+    def loss_fn(net, X):
+        return sum(((net(x) - 0.5) ** 2 for x in X), Value(0.0)).log()
+
+    tape = record(lambda X: loss_fn(model, X), rows)
+    for step in range(3):  # no zero_grad: the gradients accumulate
+        replayed = tape.backward(rows)
+        eager = loss_fn(twin, [[Value(v) for v in row] for row in rows])
+        eager.backward()
+        assert replayed == eager.data
+        assert [p.grad for p in model.parameters()] == [q.grad for q in twin.parameters()]
+        rows = [[v * 1.1 for v in row] for row in rows]
 
 
 # -- a whole training run -------------------------------------------------------------------
@@ -429,7 +456,7 @@ def test_an_op_outside_its_domain_raises_the_op_error_naming_it():
         tape.backward(1.0, 0.0)
 
 
-def test_where_a_template_cannot_follow_the_rule_replay_gives_the_rule_s_result():
+def test_replay_gives_the_rule_s_result_where_python_arithmetic_would_raise():
     tape = record(lambda x: x**3, 2.0)  # x ** 3.0 overflows in Python where the op gives inf
     assert tape(1e200) == math.inf
     big = Value(1e200)
@@ -438,15 +465,46 @@ def test_where_a_template_cannot_follow_the_rule_replay_gives_the_rule_s_result(
 
 # -- batched replay and ops without numpy rules ------------------------------------------------
 
-def test_an_op_without_numpy_rules_is_evaluated_per_example_and_says_so():
-    with pytest.warns(ReplayFallbackWarning, match="'cube' .*no numpy rules"):
-        batched = record_batch(lambda x: x.cube() + x, 1.0)
+def test_an_op_without_numpy_rules_runs_its_own_rules_on_arrays():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # running it warns no more
+        warnings.simplefilter("error")  # cube's rules are plain arithmetic: they run on arrays, no warning
+        batched = record_batch(lambda x: x.cube() + x, 1.0)
         loss, (grad,) = batched.value_and_grad(np.array([1.0, 2.0, -1.0]), reduce="sum")
     assert loss == 1 + 1 + 8 + 2 - 1 - 1
     assert grad.tolist() == [4.0, 13.0, 4.0]
-    assert batched.fallback_ops == ["cube"]
+    assert batched.fallback_ops == []
+
+
+class BranchyOps:
+    """An op whose rules branch with a Python ``if``: they cannot run on arrays."""
+
+    @hookimpl
+    def minigrad_register_ops(self, register):
+        register(OpSpec(name="leaky", arity=1,
+                        forward=lambda x: x if x > 0 else 0.1 * x,
+                        derivative=lambda x, out: (1.0 if x > 0 else 0.1,)))
+
+
+def test_an_op_whose_rules_cannot_run_on_arrays_is_evaluated_per_example_and_says_so_once():
+    with using(Registry.from_plugins(minigrad_ops, BranchyOps())):
+        batched = record_batch(lambda x: x.leaky() * x, 1.0)  # recording decides nothing yet
+        xs = np.array([2.0, -1.0, 0.5])
+        with pytest.warns(ReplayFallbackWarning) as caught:
+            loss, (grad,) = batched.value_and_grad(xs, reduce="sum")
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 2  # forward and derivative, each once
+        assert all("'leaky'" in m and "one example at a time" in m for m in messages)
+        assert any("np_forward" in m for m in messages) and any("np_derivative" in m for m in messages)
+        assert batched.fallback_ops == ["leaky"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # decided: running it again warns no more
+            again, (grad_again,) = batched.value_and_grad(xs, reduce="sum")
+        assert (again, grad_again.tolist()) == (loss, grad.tolist())
+        for x, g in zip(xs.tolist(), grad.tolist()):
+            v = Value(x)
+            (v.leaky() * v).backward()
+            assert v.grad == g
+        assert loss == sum((x if x > 0 else 0.1 * x) * x for x in xs.tolist())
 
 
 def test_batched_parameter_gradients_are_summed_over_the_batch():
