@@ -105,9 +105,10 @@ def pow_derivative(x, out, exponent):
 def power_derivative(a, b, out):
     d_base = 0.0 if (not isinstance(b, Value) and b == 0) else b * _power(a, b - 1)
     # d/db a**b = a**b * log(a); PyTorch's conventions where log(a) is undefined
-    if a > 0:
+    base = a.data if isinstance(a, Value) else a  # (a Value's == compares identity, not data)
+    if base > 0:
         d_exponent = out * ops.log(a)
-    elif a == 0:
+    elif base == 0:
         d_exponent = 0.0 if b >= 0 else math.nan  # b = nan: nan, as PyTorch
     else:
         d_exponent = math.nan
