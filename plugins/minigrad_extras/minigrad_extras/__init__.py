@@ -8,6 +8,10 @@ arithmetic and ``minigrad_core.ops`` functions, so the same rule computes a numb
 ordinary backward pass and builds graph under ``backward(create_graph=True)``: every op
 here can be differentiated twice. ``softplus`` and ``gelu`` build on the built-in
 ``sigmoid`` and ``exp`` ops.
+
+The elementary functions (tan, sinh, cosh, the inverse trigonometric and hyperbolic
+functions, arctan2, log1p, expm1, log2, log10, exp2, sign, maximum, minimum and clamp)
+live in ``minigrad_extras.elementary``; this hook registers them with the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import math
 import numpy as np
 
 from minigrad_core import Domain, OpSpec, hookimpl, ops
+
+from .elementary import ELEMENTARY_OPS
 
 __version__ = "0.1.0"
 
@@ -166,5 +172,5 @@ OPS = [
 
 @hookimpl
 def minigrad_register_ops(register):
-    for spec in OPS:
+    for spec in (*OPS, *ELEMENTARY_OPS):
         register(spec)

@@ -12,6 +12,9 @@ from minigrad_core import Registry, Value, grad, make_plugin_manager, ops, using
 from minigrad_testing import check_grads, check_op, expressions
 
 EXTRAS = ("sin", "cos", "erf", "softplus", "gelu", "leaky_relu", "hypot")
+# the elementary functions (tests/test_extras_elementary.py checks them in detail)
+ELEMENTARY = ("tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "arctan2",
+              "log1p", "expm1", "log2", "log10", "exp2", "sign", "maximum", "minimum", "clamp")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,8 +27,8 @@ def registry():
 def test_the_package_is_found_through_its_entry_point(registry):
     info = registry.plugins["extras"]
     assert info.distribution == "minigrad-extras" and info.module == "minigrad_extras"
-    assert sorted(info.provides["ops"]) == sorted(EXTRAS)
-    assert all(registry.ops[name].plugin == "extras" for name in EXTRAS)
+    assert sorted(info.provides["ops"]) == sorted(EXTRAS + ELEMENTARY)
+    assert all(registry.ops[name].plugin == "extras" for name in EXTRAS + ELEMENTARY)
 
 
 @pytest.mark.parametrize("name", EXTRAS)
