@@ -14,7 +14,8 @@ import torch
 import minigrad_nn
 import minigrad_nn.plugin
 import minigrad_ops
-from minigrad_core import Registry, using
+import minigrad_replay.plugin
+from minigrad_core import hookimpl, Registry, using
 from minigrad_core.cli import main
 from minigrad_nn import demo
 from minigrad_nn.cli import ProgressBar, default_folder
@@ -26,7 +27,7 @@ OUTPUTS = ("decision_boundary.png", "curves.png", "model.json")
 
 @pytest.fixture(autouse=True)
 def nn_registry():
-    with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin)) as registry:
+    with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, minigrad_replay.plugin)) as registry:
         yield registry
 
 
@@ -109,7 +110,7 @@ def test_help_explains_every_option(capsys):
                    "--seed", "--out", "--engine", "--no-progress"):
         assert option in text
     assert "100% training accuracy" in text and "decision_boundary.png" in text
-    assert "{replay,eager}" in text  # the engines to choose from
+    assert "{eager,batched,replay}" in text  # the engines to choose from: eager and each registered one
 
 
 @pytest.mark.parametrize("args, message", [
@@ -197,18 +198,29 @@ def test_the_eager_step_computes_the_loss_and_gradients_torch_computes():
     assert np.allclose(np.array(outcome.outputs)[:, 0], scores.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_another_engine_plugs_in_with_loss_and_grads(monkeypatch):
-    """What a new engine provides: loss_and_grads() filling in the gradients (outputs optional)."""
+def test_another_engine_plugs_in_through_the_engines_hook():
+    """What a plugin's engine provides: engine(loss_fn).backward(*args) filling in the gradients."""
     calls = []
 
-    class Recording(demo.EagerEngine):
-        def loss_and_grads(self):
-            calls.append(1)
-            return demo.StepOutcome(super().loss_and_grads().loss)  # no outputs: train() computes them
+    class Recording:
+        def __init__(self, loss_fn):
+            self.loss_fn, self.recordings = loss_fn, 0
 
-    monkeypatch.setitem(demo.ENGINES, "recording", Recording)
-    other = train(DemoConfig(**SMALL, seed=4, engine="recording"))
-    eager = train(DemoConfig(**SMALL, seed=4))
+        def backward(self, *args):
+            calls.append(1)
+            loss, outputs = self.loss_fn(*args)
+            loss.backward()
+            return loss.data, [[v.data for v in row] for row in outputs]
+
+    class EnginePlugin:
+        @hookimpl
+        def minigrad_register_engines(self, register):
+            register("recording", Recording)
+
+    with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, EnginePlugin())):
+        assert demo.engines() == ["eager", "recording"]
+        other = train(DemoConfig(**SMALL, seed=4, engine="recording"))
+        eager = train(DemoConfig(**SMALL, seed=4, engine="eager"))
     assert len(calls) == SMALL["steps"] + 1  # every step, and the final evaluation
     assert other.losses == eager.losses
     assert other.accuracies == eager.accuracies
@@ -234,7 +246,7 @@ def test_the_learning_rate_follows_micrograds_schedule_by_default():
 def test_config_errors_name_the_choices():
     with pytest.raises(DemoConfigError, match="unknown dataset 'swirl'; choose one of moons, circles"):
         DemoConfig(dataset="swirl")
-    with pytest.raises(DemoConfigError, match="unknown engine 'warp'; choose one of replay, eager"):
+    with pytest.raises(DemoConfigError, match="unknown engine 'warp'; choose one of eager, batched, replay"):
         DemoConfig(engine="warp")
 
 

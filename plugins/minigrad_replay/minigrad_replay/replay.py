@@ -794,6 +794,9 @@ _compile_counter = itertools.count(1)
 # Code generation
 # ---------------------------------------------------------------------------------------------
 
+# Python's compiler slows down sharply with tens of thousands of local names: the partials
+# of a node with more inputs than this stay in one tuple, read by index.
+_UNPACKED_PARTIALS = 3
 _TERMS_PER_LINE = 64  # long sums are split over lines (the compiler nests a + b + ... deeply)
 
 
@@ -909,17 +912,29 @@ def _params_key(params: dict):
 class _ScalarCode(_CodeWriter):
     """Writes the straight-line Python for one tape."""
 
-    def forward_line(self, instr: Instruction) -> str:
+    def inputs_source(self, instr: Instruction) -> str:
+        """The node's inputs as a tuple: written out, or (many inputs) the tuple its forward line made."""
+        if len(instr.inputs) > _UNPACKED_PARTIALS:
+            return f"a{instr.slot - self.tape.first_interior}"
+        return _tuple_source([self.names[i] for i in instr.inputs])
+
+    def forward_lines(self, instr: Instruction) -> list[str]:
         spec, target = instr.spec, self.names[instr.slot]
         inputs = [self.names[i] for i in instr.inputs]
+        lines = []
+        if len(inputs) > _UNPACKED_PARTIALS:  # a fused op: its inputs are listed once, for both passes
+            lines.append(f"{self.inputs_source(instr)} = {_tuple_source(inputs)}")
+            inputs = [f"*{self.inputs_source(instr)}"]
         if self.tape._plain_forward[id(spec)]:
             rule = self._global("forward", spec, lambda: spec.forward)
-            return f"{target} = {rule}({', '.join(inputs + self._keywords(instr.params))})"
+            lines.append(f"{target} = {rule}({', '.join(inputs + self._keywords(instr.params))})")
+            return lines
         # a forward rule that gives something other than a float: the kernel's evaluate turns it
         # into one (or refuses it), as eager does
         self.globals.setdefault("evaluate", evaluate)
         spec_name = self._global("spec", spec, lambda: spec)
-        return f"{target} = evaluate({spec_name}, {_tuple_source(inputs)}, {self._params(instr.params)})"
+        lines.append(f"{target} = evaluate({spec_name}, {self.inputs_source(instr)}, {self._params(instr.params)})")
+        return lines
 
     def backward(self) -> list[str]:
         """The chain rule gathered per node: node.grad = sum over its users of partial * user.grad.
@@ -948,13 +963,17 @@ class _ScalarCode(_CodeWriter):
                 lines += _sum_lines(f"g_{node}", "0.0", terms.pop(instr.slot))
             if not instr.inputs:
                 continue  # an op without inputs passes nothing on
-            partials = [f"d{instr.slot - tape.first_interior}_{i}" for i in range(len(instr.inputs))]
+            index = instr.slot - tape.first_interior
             spec_name = self._global("spec", instr.spec, lambda: instr.spec)
-            inputs = _tuple_source([names[i] for i in instr.inputs])
-            call = f"partials({spec_name}, {inputs}, {node}, {self._params(instr.params)})"
+            call = f"partials({spec_name}, {self.inputs_source(instr)}, {node}, {self._params(instr.params)})"
             if instr.slot != loss:
-                call += f" if g_{node} != 0.0 or {node} - {node} != 0.0 else {self._zeros(len(partials))}"
-            lines.append(f"{_unpack_source(partials)} = {call}")
+                call += f" if g_{node} != 0.0 or {node} - {node} != 0.0 else {self._zeros(len(instr.inputs))}"
+            if len(instr.inputs) <= _UNPACKED_PARTIALS:
+                partials = [f"d{index}_{i}" for i in range(len(instr.inputs))]
+                lines.append(f"{_unpack_source(partials)} = {call}")
+            else:  # many inputs (a fused op): one tuple, so the function keeps few local names
+                partials = [f"d{index}[{i}]" for i in range(len(instr.inputs))]
+                lines.append(f"d{index} = {call}")
             for slot, partial in zip(instr.inputs, partials):
                 terms.setdefault(slot, []).append(f"{partial} * g_{node}")
         for slot in range(tape.n_inputs):  # the arguments: from 0.0, as a fresh Value's grad
@@ -976,7 +995,7 @@ class _ScalarCode(_CodeWriter):
         body, guards_at = self._prologue()
         body.append("# forward: one line per node, the op's own forward rule")
         for instr in tape.instructions:
-            body.append(self.forward_line(instr))
+            body += self.forward_lines(instr)
             body += self._guard_lines(guards_at.get(instr.slot, ()))
         outputs = [names[slot] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
         outputs_source = _tuple_source(outputs)

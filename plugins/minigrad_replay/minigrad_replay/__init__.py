@@ -1,0 +1,29 @@
+"""MiniGrad's graph replay: record a function's graph once, replay it on new numbers.
+
+    from minigrad_replay import record
+    tape = record(loss_fn, X, y)
+    loss = tape.backward(X, y)     # eager's numbers and gradients, without building Values
+
+See ``minigrad_replay.replay`` for how it works. Installed, the package registers two
+training engines with MiniGrad (entry point ``replay`` in the group ``minigrad``):
+``replay`` (``Recorder``) and ``batched`` (``BatchedRecorder``).
+"""
+
+from .replay import (
+    BatchedRecorder,
+    BatchedTape,
+    GraphChangedError,
+    Recorder,
+    ReplayArgumentError,
+    ReplayFallbackWarning,
+    Tape,
+    record,
+    record_batch,
+)
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "record", "record_batch", "Recorder", "BatchedRecorder", "Tape", "BatchedTape",
+    "GraphChangedError", "ReplayArgumentError", "ReplayFallbackWarning", "__version__",
+]
