@@ -57,6 +57,6 @@ def run(args) -> int:
         options.pop("collapse")  # the explorer shows every step, so every node
     render(root, path, **options)
     order = topological_order(root)
-    n_ops = sum(1 for node in order if node._spec is not None)
+    n_ops = sum(1 for node in order if not node.is_leaf)
     print(f"wrote {path} ({len(order)} values, {n_ops} ops; output {root.data:.6g})")
     return 0

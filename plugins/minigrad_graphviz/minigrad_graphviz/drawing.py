@@ -103,7 +103,7 @@ def groups_of(order: list[Value], collapse: Grouping) -> list[str | None]:
     named = [_group_name(function, node) for node in order]
     groups = list(named)
     for i, node in enumerate(order):
-        if groups[i] is not None or node._spec is None:
+        if groups[i] is not None or node.is_leaf:
             continue
         inputs = [position[id(child)] for child in node._prev]
         from_names = {named[j] for j in inputs if named[j] is not None}
@@ -111,7 +111,7 @@ def groups_of(order: list[Value], collapse: Grouping) -> list[str | None]:
             groups[i] = from_names.pop()
         elif not from_names:
             shared = {groups[j] for j in inputs}
-            loose_leaf = any(groups[j] is None and order[j]._spec is None for j in inputs)
+            loose_leaf = any(groups[j] is None and order[j].is_leaf for j in inputs)
             if len(shared) == 1 and None not in shared and not loose_leaf:
                 groups[i] = shared.pop()
     return groups
@@ -186,16 +186,16 @@ def _body(order: list[Value], names: list[str], groups: list) -> list[str]:
     for i, node in enumerate(order):
         if groups[i] is not None:
             continue
-        fill = ROOT_COLOR if i == root_index else LEAF_COLOR if node._spec is None else "white"
+        fill = ROOT_COLOR if i == root_index else LEAF_COLOR if node.is_leaf else "white"
         label = "{ %s | data %s | grad %s }" % (_field(names[i]), format_value(node.data), format_value(node.grad))
         lines.append(f'\tv{i} [id=v{i} shape=record style=filled fillcolor="{fill}" label="{label}"]\n')
-        if node._spec is not None:
+        if not node.is_leaf:
             lines.append(f'\tv{i}_op [id=v{i}_op shape=ellipse style=filled fillcolor="#eeeeee" '
                          f'margin="0.05,0.02" label={_quote(node._op)}]\n')
 
     drawn_between_groups: dict[tuple[str, str], int] = {}
     for i, node in enumerate(order):
-        if node._spec is None:
+        if node.is_leaf:
             continue
         target = group_ids[groups[i]] if groups[i] is not None else f"v{i}_op"
         for k, child in enumerate(node._prev):
@@ -228,7 +228,7 @@ def _group_line(group_id, group, indices, order, groups, position, root_index) -
                 used_outside.add(j)
     if root_index in inside:
         used_outside.add(root_index)
-    n_ops = sum(1 for i in indices if order[i]._spec is not None)
+    n_ops = sum(1 for i in indices if not order[i].is_leaf)
     n_leaves = len(indices) - n_ops
     fields = [_field(group), f"{n_leaves} leaves, {n_ops} ops"]
     if len(used_outside) == 1:
