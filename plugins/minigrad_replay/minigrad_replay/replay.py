@@ -288,7 +288,8 @@ def record(f: Callable, *example_args) -> "Tape":
             )
         if not leaf.is_leaf:
             raise ReplayArgumentError(
-                f"record: argument Value {shorten(leaf)} is the result of an op ({shorten(leaf._op)}); an "
+                f"record: argument Value {shorten(leaf)} is the result of an op"
+                f"{f' ({leaf.op_spec.name})' if leaf.op_spec is not None else ''}; an "
                 f"argument must be a leaf (a number or a Value made with Value(...))"
             )
         seen[leaf] = i
@@ -545,7 +546,8 @@ class Tape:
     def _run(self, args, backward: bool):
         flat, value_args = self._flat_args(args)
         if backward and self.loss is None:
-            raise TypeError(f"replay of {self.name}: {self.name} returned no Value, so there is nothing to differentiate")
+            raise TypeError(f"replay of {self.name}: {self.name} returned no Value, so there is nothing to "
+                            f"differentiate")
         if not backward:
             try:
                 outputs = self._forward_function()(flat, self.params)
@@ -673,12 +675,12 @@ def _spec_of(n: Value):
         return spec
     if n.has_closure:
         raise MissingRuleError(
-            f"record: the node {shorten(n)} ({shorten(n._op)}) passes its gradient on with a _backward "
+            f"record: the node {shorten(n)} passes its gradient on with a _backward "
             f"closure set by hand; replay needs an op's rules (forward and derivative) to compute a node "
             f"again. Build it with a registered op (minigrad_core.register_op / @op), or run it on Values"
         )
     raise MissingRuleError(
-        f"record: the node {shorten(n)} was made as Value(..., _op={shorten(n._op)}) from {len(n._prev)} "
+        f"record: the node {shorten(n)} was made by hand, Value(..., _op=...), from {len(n._prev)} "
         f"input(s), and no registered op of that name and arity gives the rules to compute it again. "
         f"Register an OpSpec (minigrad_core.register_op / @op), or run it on Values"
     )
@@ -1002,7 +1004,8 @@ class _ScalarCode(_CodeWriter):
         if with_backward:
             grad_params = [names[tape.n_inputs + i] for i in tape._grad_params]
             if grad_params:
-                body.append(f"{_unpack_source([f's_{p}' for p in grad_params])} = grads  # the parameters' grads so far")
+                starts = _unpack_source([f"s_{p}" for p in grad_params])
+                body.append(f"{starts} = grads  # the parameters' grads so far")
             body.append("# backward: each node's grad is the sum over its users of (d user / d node) * user.grad")
             body += self.backward()
             input_grads = [f"g_{names[s]}" if tape._needs_grad[s] else "0.0" for s in range(tape.n_inputs)]
@@ -1020,7 +1023,8 @@ class _ScalarCode(_CodeWriter):
             right = self.names[guard.right] if guard.right_is_slot else self._literal(guard.right)
             test = f"{left} {guard.symbol} {right}"
             condition = f"not ({test})" if guard.result else test
-            lines.append(f"if {condition}: raise _changed({index}, {left}, {right})  # recorded: {test} was {guard.result}")
+            lines.append(f"if {condition}: raise _changed({index}, {left}, {right})  "
+                         f"# recorded: {test} was {guard.result}")
         return lines
 
 
@@ -1120,8 +1124,9 @@ class _BatchRule:
                     result = spec.forward(*inputs, **params) if params else spec.forward(*inputs)
             result = _as_column(result, size)
             if self.mode["forward"] is None and spec.np_forward is None:
-                self._check_examples(result, [0, size - 1], lambda i: evaluate(
-                    spec, [column[i] for column in _columns(inputs, size)], params))
+                columns = _columns(inputs, size)
+                self._check_examples(result, [0, size - 1],
+                                     lambda i: evaluate(spec, [column[i] for column in columns], params))
         except Exception as error:
             result = self._forward_examples(inputs, params, size)  # the rule's own error, if it has one
             if not _numpy_trouble(error):
@@ -1148,10 +1153,11 @@ class _BatchRule:
                     partials = local_derivatives(spec, inputs, out, params)
             partials = tuple(_as_partial(p, size) for p in partials)
             if self.mode["derivative"] is None and spec.np_derivative is None:
+                columns, outs = _columns(inputs, size), _columns([out], size)[0]
                 for k, partial in enumerate(partials):
                     if type(partial) is np.ndarray:
-                        self._check_examples(partial, [0, size - 1], lambda i, k=k: float(local_derivatives(
-                            spec, [column[i] for column in _columns(inputs, size)], _columns([out], size)[0][i], params)[k]))
+                        self._check_examples(partial, [0, size - 1], lambda i, k=k: float(
+                            local_derivatives(spec, [column[i] for column in columns], outs[i], params)[k]))
         except Exception as error:
             partials = self._derivative_examples(inputs, out, params, size)
             if not _numpy_trouble(error):
@@ -1246,7 +1252,8 @@ class BatchedTape:
         self.source = code.source()
         namespace = {"_total": _total, "_totals": _totals, "_changed": self._changed, "np": np}
         namespace.update(code.globals)
-        self._forward_backward = _compile(self, self.source, f"<batched replay of {self.name}>", namespace)["forward_backward"]
+        compiled = _compile(self, self.source, f"<batched replay of {self.name}>", namespace)
+        self._forward_backward = compiled["forward_backward"]
 
     def __repr__(self) -> str:
         return f"<BatchedTape of {self.name}: {len(self.tape.instructions)} nodes per example>"
@@ -1296,7 +1303,8 @@ class BatchedTape:
             flat = array.reshape(size, -1)
             columns += [np.ascontiguousarray(flat[:, j]) for j in range(flat.shape[1])]
         if size is None:
-            raise ReplayArgumentError(f"batched replay of {self.name}: {self.name} takes no arguments, so there is no batch")
+            raise ReplayArgumentError(f"batched replay of {self.name}: {self.name} takes no arguments, so there "
+                                      f"is no batch")
         return columns, size
 
     def forward(self, *args):
@@ -1503,7 +1511,8 @@ class _LevelProgram:
 
     @staticmethod
     def _group(rule: _BatchRule, instrs: list[Instruction]) -> _Group:
-        inputs = np.array([instr.inputs for instr in instrs], dtype=np.intp).T.reshape(len(instrs[0].inputs), len(instrs))
+        arity = len(instrs[0].inputs)
+        inputs = np.array([instr.inputs for instr in instrs], dtype=np.intp).reshape(len(instrs), arity).T
         unique = [len(np.unique(row)) == len(row) for row in inputs]
         return _Group(rule, instrs[0].params, np.array([i.slot for i in instrs], dtype=np.intp), inputs, unique)
 
@@ -1597,7 +1606,7 @@ class BatchedRecorder:
                 pass
         self.tape = record(self.function, *args)
         self.recordings += 1
-        self._program = _LevelProgram(self.tape, lambda spec, role, reason: self._fallbacks.append((spec, role, reason)))
+        self._program = _LevelProgram(self.tape, lambda *fallback: self._fallbacks.append(fallback))
         return self._run(args, backward)
 
     def _run(self, args, backward: bool):

@@ -32,7 +32,6 @@ from minigrad_core import (
     Registry,
     Value,
     apply,
-    hookimpl,
     register_op,
     using,
 )
