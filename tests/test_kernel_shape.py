@@ -102,12 +102,25 @@ def test_a_bad_derivative_gets_the_same_error_from_backward_and_explain(returned
         from minigrad_core import register_op
 
         register_op(spec)
+        import minigrad_replay
+        from minigrad_testing import check_op
+
+        def replayed(y):
+            minigrad_replay.record(lambda x: x.sloppy(), 3.0).backward(3.0)
+
+        def batched(y):
+            minigrad_replay.record_batch(lambda x: x.sloppy(), 3.0).backward([3.0, 4.0])
+
         messages = []
-        for tool in (lambda y: y.backward(), lambda y: explain(y)):
+        for tool in (lambda y: y.backward(), lambda y: explain(y), replayed, batched):
             with pytest.raises(OpSpecError) as info:
                 tool(Value(3.0).sloppy())
             messages.append(str(info.value))
-        assert messages[0] == messages[1] and words in messages[0] and "'sloppy'" in messages[0]
+        assert words in messages[0] and "'sloppy'" in messages[0]
+        assert messages == [messages[0]] * len(messages)
+        with pytest.raises(Exception) as info:
+            check_op("sloppy", max_examples=3)
+        assert words in str(info.value) and "'sloppy'" in str(info.value)
 
 
 def test_backward_steps_yields_each_node_before_its_gradient_flows():
