@@ -165,3 +165,18 @@ def test_the_command_example_adds_a_subcommand(capsys):
         assert cli_main(["hello", "world"]) == 0
     assert capsys.readouterr().out == "hello, world\n"
     assert "makes `minigrad hello world` print `hello, world`" in GUIDE
+
+
+def test_the_kinks_example_is_a_valid_op_that_passes_its_checks():
+    from minigrad_core import Domain, Registry, register_op
+    from minigrad_testing import check_op
+    import minigrad_ops
+
+    namespace = {"OpSpec": OpSpec, "Domain": Domain}
+    exec(block_after("relu6, `min(max(x, 0), 6)`", "python"), namespace)
+    spec = namespace["RELU6"]
+    assert spec.domain.kinks_of(0) == (0.0, 6.0)
+    with using(Registry.from_plugins(minigrad_ops)):
+        register_op(spec)
+        result = check_op("relu6", max_examples=20)
+        assert result.examples > 0
