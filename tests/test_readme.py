@@ -39,8 +39,17 @@ def test_readme_training_loop_runs_and_learns():
 
     minigrad_nn.seed(0)  # the README's loop starts from random weights; fix them for the test
     namespace = {}
-    exec(compile(_python_block_after("## Train a network"), "README.md", "exec"), namespace)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(compile(_python_block_after("## Train a network"), "README.md", "exec"), namespace)
     assert namespace["loss"].data < 0.5 and len(namespace["n"].parameters()) == 41
+    lines = output.getvalue().splitlines()
+    assert [line.split(" | ")[0] for line in lines] == [f"Step {k}" for k in range(20)]
+    losses = [float(line.split("Loss: ")[1]) for line in lines]
+    assert losses[-1] < losses[0] and losses[-1] == round(namespace["loss"].data, 4)
+    text = README.read_text()
+    shown = re.search(r"prints the loss, one line a step.*?```\n(.*?)```", text, re.S).group(1).splitlines()
+    assert shown == lines[:2] + ["..."] + lines[-1:]
 
 
 def test_readme_custom_op_block_registers_a_working_op():
