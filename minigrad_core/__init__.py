@@ -7,6 +7,8 @@ derivative rule and checks it, ``pass_gradient`` applies ``child.grad += partial
 and ``backward_steps`` walks a backward pass one node at a time for tools to observe.
 """
 
+import importlib.metadata
+
 from .anomaly import detect_anomaly
 from .errors import (
     AnomalyError,
@@ -54,10 +56,22 @@ from .value import (
     topological_order,
 )
 
-__version__ = "0.2.0"
+
+def __getattr__(name: str) -> str:
+    # The version is written once, in pyproject.toml, and read back from the installed metadata
+    # (only when asked: the metadata lookup costs milliseconds that `import minigrad_core` need not pay).
+    if name == "__version__":
+        try:
+            return importlib.metadata.version("minigrad-edu")
+        except importlib.metadata.PackageNotFoundError:  # a bare source checkout, never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 install_lazy_operators()
 
+# fmt: off
+# grouped by theme for the reader (the formatter would put one name per line)
 __all__ = [
     "Value", "OpSpec", "Domain", "REQUIRED", "OPERATORS", "hookimpl",
     "grad", "jvp", "ops", "backward", "backward_steps", "topological_order",
@@ -69,3 +83,4 @@ __all__ = [
     "RegistrationError", "PluginLoadError", "PluginLoadWarning", "HigherOrderError", "MissingRuleError",
     "AnomalyError", "shorten", "__version__",
 ]
+# fmt: on

@@ -16,7 +16,8 @@ import contextlib
 import math
 import threading
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from . import registry, value
 from .errors import AnomalyError, shorten
@@ -26,7 +27,7 @@ _depth = 0
 _lock = threading.Lock()
 
 
-def _finite(x) -> bool:
+def _finite(x: Any) -> bool:
     x = x.data if isinstance(x, Value) else x
     try:
         return math.isfinite(x)
@@ -74,7 +75,7 @@ def check_forward(node: Value) -> None:
     )
 
 
-def check_backward(node: Value, partials) -> None:
+def check_backward(node: Value, partials: Sequence[Any] | None) -> None:
     """Raise if a backward step would turn a finite gradient into nan/inf for an input."""
     if partials is None or not _finite(node.grad):
         return
@@ -93,6 +94,7 @@ def check_backward(node: Value, partials) -> None:
 
 
 def active() -> bool:
+    """Whether a ``detect_anomaly()`` block is open (in any thread)."""
     return _depth > 0
 
 

@@ -82,7 +82,8 @@ def _run_plugins(args) -> int:
 
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.")
+    parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version one per line
     version_text = "\n".join(f"{name} {version}" for name, version in versions().items()) or "minigrad (not installed)"
     parser.add_argument("--version", action="version", version=version_text)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

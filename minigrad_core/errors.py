@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 MAX_QUOTED = 200  # characters an error message quotes of one input before cutting it
 
 
@@ -42,7 +45,7 @@ class UnknownOpError(MiniGradError, AttributeError, TypeError):
 class OpDomainError(MiniGradError, ValueError):
     """An op was given an input outside its domain, e.g. ``log(-1)``."""
 
-    def __init__(self, op, inputs, expected, reason=""):
+    def __init__(self, op: str, inputs: Iterable[object], expected: str, reason: str = "") -> None:
         self.op, self.inputs, self.expected, self.reason = op, tuple(inputs), expected, reason
         shown = ", ".join(x if isinstance(x, str) and "=" in x else shorten(x) for x in self.inputs)
         message = f"{op}({shown}) is undefined: {op} expects {expected}"
@@ -50,7 +53,7 @@ class OpDomainError(MiniGradError, ValueError):
             message += f" ({reason})"
         super().__init__(message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.op, self.inputs, self.expected, self.reason)
 
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import MiniGradError, shorten
 from .registry import get_registry, on_activate
@@ -21,7 +22,7 @@ from .value import (
 )
 
 
-def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
+def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
     """The derivative of ``f`` as a function of the same arguments.
 
     ``grad(f)(x)`` is f'(x). Called on numbers it returns numbers; called on Values
@@ -29,15 +30,15 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
     ``grad(grad(grad(f)))`` is the third derivative. ``.grad`` fields of the caller's
     Values are left as they were.
     """
+    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     single = isinstance(argnums, int)
-    positions = (argnums,) if single else tuple(argnums)
 
-    def derivative(*args):
+    def derivative(*args: Any) -> Any:
         nested = any(isinstance(a, Value) for a in args)
         inputs = [a if isinstance(a, Value) else Value(a) for a in args]
         out = f(*inputs)
         if not isinstance(out, Value):  # f does not depend on its inputs at all
-            results = [Value(0.0) if nested else 0.0 for _ in positions]
+            results: list[Any] = [Value(0.0) if nested else 0.0 for _ in positions]
         else:
             leaves = [n for n in topological_order(out) if n.is_leaf]
             saved = [n.grad for n in leaves]
@@ -57,7 +58,7 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
     return derivative
 
 
-def jvp(f: Callable, primals: Sequence[float] | float, tangents: Sequence[float] | float):
+def jvp(f: Callable[..., Any], primals: Sequence[float] | float, tangents: Sequence[float] | float) -> tuple[Any, Any]:
     """Forward mode: ``(f(*primals), d f(primals + t * tangents) / d t at t = 0)``.
 
     The tangent travels forward with the values, node by node, through the same local
@@ -67,15 +68,16 @@ def jvp(f: Callable, primals: Sequence[float] | float, tangents: Sequence[float]
     many parameters and one loss, runs backward. As ``jax.jvp`` and ``torch.func.jvp``:
     ``f`` returns a Value (or a tuple of them); the result has the same shape.
     """
-    single = not isinstance(primals, (list, tuple))
-    primals = [primals] if single else list(primals)
-    tangents = [tangents] if not isinstance(tangents, (list, tuple)) else list(tangents)
-    if len(primals) != len(tangents):
-        raise ValueError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s); give one tangent per input")
-    inputs = [Value(p) for p in primals]
+    primal_list = list(primals) if isinstance(primals, (list, tuple)) else [primals]
+    tangent_list = list(tangents) if isinstance(tangents, (list, tuple)) else [tangents]
+    if len(primal_list) != len(tangent_list):
+        raise ValueError(
+            f"jvp: {len(primal_list)} primal(s) but {len(tangent_list)} tangent(s); give one tangent per input"
+        )
+    inputs = [Value(p) for p in primal_list]
     out = f(*inputs)
     outputs = list(out) if isinstance(out, (list, tuple)) else [out]
-    tangent: dict[Value, float] = {x: as_number(t) for x, t in zip(inputs, tangents)}
+    tangent: dict[Value, float] = {x: as_number(t) for x, t in zip(inputs, tangent_list)}
     values = [o for o in outputs if isinstance(o, Value)]
     for n in topological_order(*values):
         if n in tangent:
@@ -85,8 +87,10 @@ def jvp(f: Callable, primals: Sequence[float] | float, tangents: Sequence[float]
             continue
         spec = n.op_spec
         if spec is None:
-            raise MiniGradError(f"jvp: node {shorten(n)} ({n._op!r}) is passed on by a _backward closure, "
-                                f"which only runs backward; forward mode needs a registered op's rule")
+            raise MiniGradError(
+                f"jvp: node {shorten(n)} ({n._op!r}) is passed on by a _backward closure, "
+                f"which only runs backward; forward mode needs a registered op's rule"
+            )
         partials = local_derivatives(spec, [c.data for c in n._prev], n.data, n._params or None)
         total = 0.0
         for child, partial in zip(n._prev, partials):
@@ -111,12 +115,12 @@ class OpFunctions:
         """Drop the functions made for the previous registry (called when one is activated)."""
         vars(self).clear()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
         spec = get_registry().get(name)
 
-        def function(*inputs, **params):
+        def function(*inputs: Any, **params: Any) -> Any:
             for x in inputs:
                 if isinstance(x, Value):
                     return apply(spec, inputs, params)
@@ -136,7 +140,7 @@ class OpFunctions:
         vars(self)[name] = function  # later look-ups skip __getattr__; activate() clears them
         return function
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(get_registry().ops)
 
 

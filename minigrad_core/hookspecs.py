@@ -9,13 +9,21 @@ Every hook receives a ``register`` callable bound to the plugin, so the registry
 knows who provided what (``minigrad plugins`` shows it).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import pluggy
+
+# What each hook's ``register`` takes is written in the hook's docstring; the registry checks it.
+Register = Callable[..., Any]
 
 hookspec = pluggy.HookspecMarker("minigrad")
 
 
 @hookspec
-def minigrad_register_ops(register):
+def minigrad_register_ops(register: Register) -> None:
     """Register operations: call ``register(spec)`` once per ``OpSpec``.
 
     ``register(spec, replace=True)`` deliberately overrides an op of the same name
@@ -24,7 +32,7 @@ def minigrad_register_ops(register):
 
 
 @hookspec
-def minigrad_register_exporters(register):
+def minigrad_register_exporters(register: Register) -> None:
     """Register graph exporters: ``register(name, exporter)``.
 
     An exporter is an object; if it has ``mimebundle(value)``, Jupyter uses it to
@@ -33,7 +41,7 @@ def minigrad_register_exporters(register):
 
 
 @hookspec
-def minigrad_register_commands(register):
+def minigrad_register_commands(register: Register) -> None:
     """Add sub-commands to the ``minigrad`` CLI: ``register(name, help, configure, run)``.
 
     ``configure(parser)`` adds arguments to an ``argparse`` parser;
@@ -42,7 +50,7 @@ def minigrad_register_commands(register):
 
 
 @hookspec
-def minigrad_register_engines(register):
+def minigrad_register_engines(register: Register) -> None:
     """Register training engines: ``register(name, engine)``.
 
     ``engine(loss_fn)`` returns an object whose ``backward(*args)`` computes ``loss_fn(*args)``

@@ -9,14 +9,17 @@ hand, because they run once per node of every graph.
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 from .errors import MiniGradError, shorten
 from .opspec import OpSpec
 from .value import Value, _check_output, apply, as_number, node, rule_error
 
+NodeCheck = Callable[[Value], None]  # inspects each new node (anomaly detection)
 
-def make_method(spec: OpSpec, check: Callable | None = None):
+
+def make_method(spec: OpSpec, check: NodeCheck | None = None) -> Callable[..., Any]:
     """``x.name(*other_inputs, *params)``: a Value method that applies ``spec``.
 
     ``check(node)``, when given, inspects every node the method makes (anomaly detection)."""
@@ -30,11 +33,11 @@ def make_method(spec: OpSpec, check: Callable | None = None):
     return method
 
 
-def _unary_method(spec: OpSpec):
+def _unary_method(spec: OpSpec) -> Callable[[Value], Value]:
     """``x.tanh()``: the common case, kept lean (an inlined ``apply``)."""
     forward = spec.forward
 
-    def method(self):
+    def method(self: Value) -> Value:
         try:
             data = forward(self.data)
         except MiniGradError:
@@ -48,12 +51,12 @@ def _unary_method(spec: OpSpec):
     return method
 
 
-def _general_method(spec: OpSpec):
+def _general_method(spec: OpSpec) -> Callable[..., Value]:
     """``x.power(y)``, ``x.leaky_relu(0.2)``: other inputs first, then the parameters."""
     n_inputs = None if spec.arity is None else spec.arity - 1
     param_names = tuple(spec.params)
 
-    def method(self, *args, **params):
+    def method(self: Value, *args: Any, **params: Any) -> Value:
         if n_inputs is None:
             return apply(spec, (self, *args), params)
         inputs, extra = args[:n_inputs], args[n_inputs:]
@@ -67,8 +70,8 @@ def _general_method(spec: OpSpec):
     return method
 
 
-def _checked(method, check: Callable):
-    def checked(*args, **kwargs):
+def _checked(method: Callable[..., Any], check: NodeCheck) -> Callable[..., Any]:
+    def checked(*args: Any, **kwargs: Any) -> Any:
         out = method(*args, **kwargs)
         if out is not NotImplemented:
             check(out)
@@ -77,8 +80,9 @@ def _checked(method, check: Callable):
     return checked
 
 
-def make_operator(dunder: str, value_spec: OpSpec | None, number_spec: OpSpec | None, reflected: bool,
-                  check: Callable | None = None):
+def make_operator(
+    dunder: str, value_spec: OpSpec | None, number_spec: OpSpec | None, reflected: bool, check: NodeCheck | None = None
+) -> Callable[..., Any]:
     """A Python operator. A Value operand goes to ``value_spec`` (numbers are wrapped as
     constant leaves); a number operand goes to ``number_spec`` as its parameter when
     there is one (so ``x ** 2`` is a one-input op, while ``x ** y`` has two inputs)."""
@@ -89,18 +93,24 @@ def make_operator(dunder: str, value_spec: OpSpec | None, number_spec: OpSpec | 
     return operator
 
 
-def _operator(dunder, value_spec, number_spec, reflected):
+def _operator(
+    dunder: str, value_spec: OpSpec | None, number_spec: OpSpec | None, reflected: bool
+) -> Callable[..., Any]:
     if value_spec is not None and value_spec.arity == 1:  # -x, abs(x)
         spec = value_spec
         return lambda self: apply(spec, (self,))
 
-    param = next(iter(number_spec.params)) if number_spec is not None else None
-    forward = value_spec.forward if value_spec is not None else None
+    param = next(iter(number_spec.params)) if number_spec is not None else ""
+    # The registry passes at least one spec. Without value_spec, a Value operand raises and a number
+    # goes to number_spec, so the binary case below only runs with value_spec set.
+    binary = cast(OpSpec, value_spec)
+    forward = value_spec.forward if value_spec is not None else _no_binary_rule
 
-    def operator(self, other):
+    def operator(self: Value, other: object) -> Any:  # a Value, or NotImplemented (an Any to type checkers)
         if type(other) is Value or isinstance(other, Value):
             if value_spec is None:
-                raise TypeError(f"{dunder}: op {number_spec.name!r} takes a number as its {param!r}, not a Value")
+                op = number_spec.name if number_spec is not None else dunder
+                raise TypeError(f"{dunder}: op {op!r} takes a number as its {param!r}, not a Value")
             a, b = (other, self) if reflected else (self, other)
         else:
             if type(other) is not float and type(other) is not int and not _is_real(other):
@@ -114,22 +124,27 @@ def _operator(dunder, value_spec, number_spec, reflected):
         except MiniGradError:
             raise
         except Exception as error:
-            raise rule_error(value_spec, "forward", (a.data, b.data), None, error) from error
+            raise rule_error(binary, "forward", (a.data, b.data), None, error) from error
         if type(data) is not float:
-            data = _check_output(value_spec, (a.data, b.data), None, data)
-        return node(data, (a, b), value_spec)
+            data = _check_output(binary, (a.data, b.data), None, data)
+        return node(data, (a, b), binary)
 
     return operator
 
 
-def _is_real(x) -> bool:
+def _no_binary_rule(*inputs: float) -> float:
+    raise AssertionError("unreachable: a binary operator without a Value-Value op")  # see _operator
+
+
+def _is_real(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, Value)
 
 
-def _wrong_operand(dunder, value, other, spec):
+def _wrong_operand(dunder: str, value: Value, other: object, spec: OpSpec | None) -> Any:
     if isinstance(other, (list, tuple)) or hasattr(other, "__array_ufunc__"):
         return NotImplemented  # let containers and arrays apply the op elementwise
+    name = spec.name if spec is not None else dunder
     raise TypeError(
-        f"{spec.name} ({dunder}): cannot combine {shorten(value)} with {shorten(other)} of type "
-        f"{type(other).__name__}; {spec.name} takes a Value or a real number (int, float, bool)"
+        f"{name} ({dunder}): cannot combine {shorten(value)} with {shorten(other)} of type "
+        f"{type(other).__name__}; {name} takes a Value or a real number (int, float, bool)"
     )
