@@ -8,30 +8,33 @@ import importlib.metadata
 import json
 import os
 import sys
+from typing import Any
 
 from .errors import MiniGradError, shorten
 from .registry import Registry, get_registry
 
 
-def ops_table(registry: Registry) -> list[dict]:
+def ops_table(registry: Registry) -> list[dict[str, Any]]:
     rows = []
     for spec in sorted(registry.ops.values(), key=lambda s: s.name):
         info = registry.plugins.get(spec.plugin)
-        rows.append({
-            "name": spec.name,
-            "arity": "any" if spec.arity is None else spec.arity,
-            "formula": spec.describe(),
-            "params": {k: v for k, v in spec.params.items()},
-            "methods": list(spec.method_names),
-            "operators": list(spec.operators),
-            "plugin": spec.plugin,
-            "distribution": info.distribution if info else "",
-            "version": info.version if info else "",
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "arity": "any" if spec.arity is None else spec.arity,
+                "formula": spec.describe(),
+                "params": {k: v for k, v in spec.params.items()},
+                "methods": list(spec.method_names),
+                "operators": list(spec.operators),
+                "plugin": spec.plugin,
+                "distribution": info.distribution if info else "",
+                "version": info.version if info else "",
+            }
+        )
     return rows
 
 
-def plugins_table(registry: Registry) -> list[dict]:
+def plugins_table(registry: Registry) -> list[dict[str, Any]]:
     rows = [dict(info.as_dict(), status="loaded") for info in registry.plugins.values()]
     rows += [dict(info.as_dict(), status="failed") for info in registry.failed.values()]
     return rows
@@ -47,7 +50,7 @@ def versions() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _print_table(rows: list[dict], columns: list[str]) -> None:
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     cells = [[str(row[c]) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
@@ -55,7 +58,7 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
-def _run_ops(args) -> int:
+def _run_ops(args: argparse.Namespace) -> int:
     rows = ops_table(get_registry())
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
@@ -68,7 +71,7 @@ def _run_ops(args) -> int:
     return 0
 
 
-def _run_plugins(args) -> int:
+def _run_plugins(args: argparse.Namespace) -> int:
     rows = plugins_table(get_registry())
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -82,13 +85,18 @@ def _run_plugins(args) -> int:
 
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigrad", description="MiniGrad: a scalar autograd engine to learn from.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # keeps --version one per line
+    parser = argparse.ArgumentParser(
+        prog="minigrad",
+        description="MiniGrad: a scalar autograd engine to learn from.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # keeps --version one per line
     version_text = "\n".join(f"{name} {version}" for name, version in versions().items()) or "minigrad (not installed)"
     parser.add_argument("--version", action="version", version=version_text)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help, run in (("ops", "list the registered ops", _run_ops),
-                            ("plugins", "list the plugins, what each provides, and any that failed", _run_plugins)):
+    for name, help, run in (
+        ("ops", "list the registered ops", _run_ops),
+        ("plugins", "list the plugins, what each provides, and any that failed", _run_plugins),
+    ):
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.set_defaults(run=run)
@@ -97,8 +105,11 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         try:
             command.configure(sub)
         except Exception as error:  # one broken plugin command must not break the others, --help included
-            print(f"minigrad: warning: command {command.name!r} (plugin {command.plugin!r}) could not set up "
-                  f"its options: {type(error).__name__}: {shorten(str(error))}; it is left out", file=sys.stderr)
+            print(
+                f"minigrad: warning: command {command.name!r} (plugin {command.plugin!r}) could not set up "
+                f"its options: {type(error).__name__}: {shorten(str(error))}; it is left out",
+                file=sys.stderr,
+            )
             commands._name_parser_map.pop(command.name, None)
             commands._choices_actions[:] = [a for a in commands._choices_actions if a.dest != command.name]
             continue

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import os
 import threading
 import types
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pluggy
 
@@ -69,16 +71,26 @@ class PluginInfo:
 class Command:
     name: str
     help: str
-    configure: Callable[[Any], None]
-    run: Callable[[Any], Any]
+    configure: Callable[[Any], None]  # configure(argparse parser)
+    run: Callable[[Any], Any]  # run(parsed arguments) -> exit status
     plugin: str = ""
 
 
-def strict(environ=os.environ) -> bool:
+class PluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager, plus what MiniGrad learns while loading plugins."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.minigrad_info: dict[str, PluginInfo] = {}  # plugin name -> who it is
+        self.minigrad_failed: dict[str, PluginInfo] = {}  # plugin name -> a plugin that was skipped
+        self.minigrad_candidates: set[str] = set()  # every plugin asked for: named in the hint to leave one out
+
+
+def strict(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def selected_plugins(environ=os.environ) -> set[str] | None:
+def selected_plugins(environ: Mapping[str, str] = os.environ) -> set[str] | None:
     """The plugin names chosen by MINIGRAD_PLUGINS: None when unset (= all installed)."""
     raw = environ.get(PLUGINS_ENV)
     if raw is None:
@@ -88,22 +100,24 @@ def selected_plugins(environ=os.environ) -> set[str] | None:
 
 # -- plugin discovery -------------------------------------------------------------------
 
-def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set[str] | None | str = "env"):
+
+def make_plugin_manager(
+    *plugins: Any, entry_points: bool = True, selection: set[str] | str | None = "env"
+) -> PluginManager:
     """A fresh plugin manager: the built-in plugins and the installed ones (those chosen by
     MINIGRAD_PLUGINS unless ``selection`` is given) when ``entry_points``; ``plugins`` are
     registered as well. Tests make one per test, so what they see never depends on what
     else is installed.
     """
-    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager = PluginManager()
     manager.add_hookspecs(hookspecs)
-    manager.minigrad_info = {}  # plugin name -> PluginInfo
-    manager.minigrad_failed = {}  # plugin name -> PluginInfo of a plugin that was skipped
-    manager.minigrad_candidates = set()  # every plugin asked for: named in the hint to leave one out
     if entry_points:
-        chosen = selected_plugins() if selection == "env" else selection
+        chosen = selected_plugins() if isinstance(selection, str) else selection
         manager.minigrad_candidates = {name for name in BUILTIN_PLUGINS if chosen is None or name in chosen} | {
-            ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-            if chosen is None or ep.name in chosen or _distribution(ep)[0] in chosen}
+            ep.name
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if chosen is None or ep.name in chosen or _distribution(ep)[0] in chosen
+        }
         _load_builtins(manager, chosen)
         _load_entry_points(manager, chosen)
     for plugin in plugins:
@@ -111,7 +125,7 @@ def make_plugin_manager(*plugins: Any, entry_points: bool = True, selection: set
     return manager
 
 
-def register_into(manager, plugin: Any, name: str | None = None) -> str:
+def register_into(manager: PluginManager, plugin: Any, name: str | None = None) -> str:
     name = name or getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or type(plugin).__name__
     if not isinstance(name, str):
         raise RegistrationError(f"a plugin's name must be text, got {shorten(name)}")
@@ -146,7 +160,7 @@ def _check_hooks_are_marked(plugin: Any, name: str) -> None:
             )
 
 
-def _check_hooks_are_known(manager, plugin: Any, name: str) -> None:
+def _check_hooks_are_known(manager: PluginManager, plugin: Any, name: str) -> None:
     """A misspelt hook name would never be called: refuse the plugin, naming it."""
     for caller in manager.get_hookcallers(plugin) or ():
         if not caller.has_spec():
@@ -157,18 +171,22 @@ def _check_hooks_are_known(manager, plugin: Any, name: str) -> None:
             )
 
 
-def _load_builtins(manager, chosen: set[str] | None) -> None:
+def _load_builtins(manager: PluginManager, chosen: set[str] | None) -> None:
     for name, module in BUILTIN_PLUGINS.items():
         if chosen is not None and name not in chosen:
             manager.set_blocked(name)  # pluggy's own way to keep a plugin out
             continue
-        _load_one(manager, name, module, lambda module=module: importlib.import_module(module), "minigrad-edu",
-                  _own_version())
+        _load_one(
+            manager, name, module, functools.partial(importlib.import_module, module), "minigrad-edu", _own_version()
+        )
 
 
-def _load_entry_points(manager, chosen: set[str] | None) -> None:
-    found = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-             if ep.name not in BUILTIN_PLUGINS or ep.value != BUILTIN_PLUGINS[ep.name]]
+def _load_entry_points(manager: PluginManager, chosen: set[str] | None) -> None:
+    found = [
+        ep
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if ep.name not in BUILTIN_PLUGINS or ep.value != BUILTIN_PLUGINS[ep.name]
+    ]
     if chosen is not None:
         known = {ep.name for ep in found} | {_distribution(ep)[0] for ep in found} | set(BUILTIN_PLUGINS)
         unknown = chosen - known
@@ -187,10 +205,13 @@ def _load_entry_points(manager, chosen: set[str] | None) -> None:
         if first is not None:
             if first == (distribution, entry_point.value):
                 continue  # the same entry point seen twice (e.g. an editable install plus a copy)
-            _skip(manager, PluginInfo(entry_point.name, distribution, version, entry_point.value),
-                  f"two installed distributions provide a MiniGrad plugin named {entry_point.name!r}: "
-                  f"{first[0]} ({first[1]}) and {distribution} ({entry_point.value}); uninstall one of them "
-                  f"(which one loads first depends on the file system)")
+            _skip(
+                manager,
+                PluginInfo(entry_point.name, distribution, version, entry_point.value),
+                f"two installed distributions provide a MiniGrad plugin named {entry_point.name!r}: "
+                f"{first[0]} ({first[1]}) and {distribution} ({entry_point.value}); uninstall one of them "
+                f"(which one loads first depends on the file system)",
+            )
             continue
         providers[entry_point.name] = (distribution, entry_point.value)
         if manager.has_plugin(entry_point.name) or manager.is_blocked(entry_point.name):
@@ -198,12 +219,14 @@ def _load_entry_points(manager, chosen: set[str] | None) -> None:
         _load_one(manager, entry_point.name, entry_point.value, entry_point.load, distribution, version)
 
 
-def _load_one(manager, name: str, module: str, load: Callable[[], Any], distribution: str, version: str) -> None:
+def _load_one(
+    manager: PluginManager, name: str, module: str, load: Callable[[], Any], distribution: str, version: str
+) -> None:
     info = PluginInfo(name=name, distribution=distribution, version=version, module=module)
     try:
         plugin = load()
     except BaseException as error:  # SystemExit and KeyboardInterrupt too: a plugin must not end the program
-        _skip(manager, info, f"failed to import: {type(error).__name__}: {clip(error)}", error)
+        _skip(manager, info, f"failed to import: {type(error).__name__}: {clip(str(error))}", error)
         return
     try:
         register_into(manager, plugin, name)
@@ -213,15 +236,18 @@ def _load_one(manager, name: str, module: str, load: Callable[[], Any], distribu
     manager.minigrad_info[name] = info
 
 
-def _skip(manager, info: PluginInfo, problem: str, error: BaseException | None = None) -> None:
+def _skip(manager: PluginManager, info: PluginInfo, problem: str, error: BaseException | None = None) -> None:
     """Leave a broken plugin out: one warning (or, in strict mode, an error) that says why."""
     who = f"MiniGrad plugin {info.name!r} (module {info.module}" + (
-        f", distribution {info.distribution} {info.version})".replace(" )", ")") if info.distribution else ")")
-    others = sorted((getattr(manager, "minigrad_candidates", set()) | set(manager.minigrad_info)) - {info.name})
-    message = (f"{who} {problem}. It was skipped; everything else works. "
-               f"To leave it out: {PLUGINS_ENV}={','.join(others)}"
-               + (f" (or uninstall {info.distribution})" if info.distribution and info.distribution != "minigrad-edu"
-                  else "") + f". {STRICT_ENV}=1 makes this an error.")
+        f", distribution {info.distribution} {info.version})".replace(" )", ")") if info.distribution else ")"
+    )
+    others = sorted((manager.minigrad_candidates | set(manager.minigrad_info)) - {info.name})
+    message = (
+        f"{who} {problem}. It was skipped; everything else works. "
+        f"To leave it out: {PLUGINS_ENV}={','.join(others)}"
+        + (f" (or uninstall {info.distribution})" if info.distribution and info.distribution != "minigrad-edu" else "")
+        + f". {STRICT_ENV}=1 makes this an error."
+    )
     info.error = problem
     manager.minigrad_failed[info.name] = info
     if strict():
@@ -242,7 +268,7 @@ def _own_version() -> str:
         return ""
 
 
-def _distribution(entry_point) -> tuple[str, str]:
+def _distribution(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
     dist = getattr(entry_point, "dist", None)
     if dist is None:
         return "", ""
@@ -252,13 +278,29 @@ def _distribution(entry_point) -> tuple[str, str]:
 # -- the registry -----------------------------------------------------------------------
 
 _REFLECTED = {
-    "__radd__", "__rsub__", "__rmul__", "__rtruediv__", "__rfloordiv__",
-    "__rmod__", "__rpow__", "__rmatmul__",
+    "__radd__",
+    "__rsub__",
+    "__rmul__",
+    "__rtruediv__",
+    "__rfloordiv__",
+    "__rmod__",
+    "__rpow__",
+    "__rmatmul__",
 }
 # Operators that get a stub before any plugin loads: using one triggers the loading.
 _COMMON_OPERATORS = (
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__abs__",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__pow__",
+    "__rpow__",
+    "__neg__",
+    "__abs__",
 )
 _HOOKS = (  # hook -> kind of thing it registers
     ("minigrad_register_ops", "ops"),
@@ -271,21 +313,21 @@ _HOOKS = (  # hook -> kind of thing it registers
 class Registry:
     """Everything the plugins registered, collected once into plain dicts."""
 
-    def __init__(self, manager=None):
+    def __init__(self, manager: PluginManager | None = None) -> None:
         self.plugin_manager = manager if manager is not None else make_plugin_manager()
         self.ops: dict[str, OpSpec] = {}
         self.exporters: dict[str, Any] = {}
         self.commands: dict[str, Command] = {}
-        self.engines: dict[str, Callable] = {}
+        self.engines: dict[str, Callable[..., Any]] = {}
         self.plugins: dict[str, PluginInfo] = {}
-        self.failed: dict[str, PluginInfo] = dict(getattr(self.plugin_manager, "minigrad_failed", {}))
+        self.failed: dict[str, PluginInfo] = dict(self.plugin_manager.minigrad_failed)
         self._replaced: set[str] = set()  # ops registered with replace=True
         # operator -> (the op taking a Value operand, the op taking a number operand)
         self.operators: dict[str, tuple[OpSpec | None, OpSpec | None]] = {}
         self._collect()
 
     @classmethod
-    def from_plugins(cls, *plugins: Any, entry_points: bool = False) -> "Registry":
+    def from_plugins(cls, *plugins: Any, entry_points: bool = False) -> Registry:
         """A registry of exactly these plugins (and the built-in and installed ones if
         ``entry_points``)."""
         return cls(make_plugin_manager(*plugins, entry_points=entry_points))
@@ -309,7 +351,7 @@ class Registry:
                     raise
                 problem = str(error)
                 for prefix in (f"plugin {name!r}: ", f"plugin {name!r} "):
-                    problem = problem[len(prefix):] if problem.startswith(prefix) else problem
+                    problem = problem[len(prefix) :] if problem.startswith(prefix) else problem
                 _skip(manager, info, problem, error)
                 self.failed[name] = manager.minigrad_failed[name]
 
@@ -326,7 +368,7 @@ class Registry:
                     continue
                 add = getattr(staged, f"_add_{kind[:-1]}")
 
-                def register(*args, _add=add, _kind=kind, **kwargs):
+                def register(*args: Any, _add: Callable[..., str] = add, _kind: str = kind, **kwargs: Any) -> None:
                     provides.setdefault(_kind, []).append(_add(name, *args, **kwargs))
 
                 try:
@@ -334,15 +376,20 @@ class Registry:
                 except MiniGradError as error:
                     raise _plugin_error(name, error) from error
                 except Exception as error:
-                    raise RegistrationError(f"plugin {name!r} failed in its {hook_name} hook: "
-                                            f"{type(error).__name__}: {clip(error)}") from error
+                    raise RegistrationError(
+                        f"plugin {name!r} failed in its {hook_name} hook: {type(error).__name__}: {clip(str(error))}"
+                    ) from error
         try:
             staged.operators = staged._operator_table()
             staged._check_methods()
         except MiniGradError as error:
             raise _plugin_error(name, error) from error
         self.ops, self.exporters, self.commands, self.engines = (
-            staged.ops, staged.exporters, staged.commands, staged.engines)
+            staged.ops,
+            staged.exporters,
+            staged.commands,
+            staged.engines,
+        )
         self._replaced, self.operators = staged._replaced, staged.operators
         self.plugins[name].provides = provides
 
@@ -369,7 +416,9 @@ class Registry:
         self.exporters[name] = exporter
         return name
 
-    def _add_command(self, plugin: str, name: str, help: str, configure, run) -> str:
+    def _add_command(
+        self, plugin: str, name: str, help: str, configure: Callable[[Any], None], run: Callable[[Any], Any]
+    ) -> str:
         if name in BUILTIN_COMMANDS:
             raise RegistrationError(f"plugin {plugin!r}: {name!r} is a built-in minigrad command; choose another name")
         if name in self.commands:
@@ -378,7 +427,7 @@ class Registry:
         self.commands[name] = Command(name, help, configure, run, plugin)
         return name
 
-    def _add_engine(self, plugin: str, name: str, engine: Callable) -> str:
+    def _add_engine(self, plugin: str, name: str, engine: Callable[..., Any]) -> str:
         if not callable(engine):
             raise RegistrationError(f"plugin {plugin!r}: engine {name!r} must be callable as engine(loss_fn)")
         if name in self.engines:
@@ -397,14 +446,16 @@ class Registry:
                         f"{owners[method].plugin!r}) and op {spec.name!r} (plugin {spec.plugin!r})"
                     )
                 if method in _VALUE_OWN:
-                    raise RegistrationError(f"op {spec.name!r} (plugin {spec.plugin!r}) would replace Value's own "
-                                            f"attribute {method!r}; choose another method name")
+                    raise RegistrationError(
+                        f"op {spec.name!r} (plugin {spec.plugin!r}) would replace Value's own "
+                        f"attribute {method!r}; choose another method name"
+                    )
                 owners[method] = spec
 
     def _operator_table(self) -> dict[str, tuple[OpSpec | None, OpSpec | None]]:
         """An operator may be claimed by one op of Values and one op taking the other
         operand as its parameter (``x ** y`` and ``x ** 2``)."""
-        table: dict[str, list] = {}
+        table: dict[str, list[OpSpec | None]] = {}
         for spec in self.ops.values():
             for dunder in spec.operators:
                 slot = table.setdefault(dunder, [None, None])
@@ -417,13 +468,14 @@ class Registry:
                         f"that takes the number operand), a unary one arity 1"
                     )
                 index = 1 if takes_number else 0
-                if slot[index] is not None:
+                other = slot[index]
+                if other is not None:
                     raise RegistrationError(
-                        f"operator {dunder} is claimed by op {slot[index].name!r} (plugin {slot[index].plugin!r}) "
+                        f"operator {dunder} is claimed by op {other.name!r} (plugin {other.plugin!r}) "
                         f"and op {spec.name!r} (plugin {spec.plugin!r})"
                     )
                 slot[index] = spec
-        return {dunder: tuple(slot) for dunder, slot in table.items()}
+        return {dunder: (slot[0], slot[1]) for dunder, slot in table.items()}
 
     # looking up ------------------------------------------------------------------------
     def get(self, name: str) -> OpSpec:
@@ -468,8 +520,10 @@ def unknown_op_message(name: str, registry: Registry) -> str:
     if not registry.ops:
         selection = os.environ.get(PLUGINS_ENV)
         if selection is not None:
-            message += (f". No op is registered ({PLUGINS_ENV}={selection!r} chose none): the environment variable "
-                        f"{PLUGINS_ENV} lists the plugins to load; include 'ops' in it, or unset it")
+            message += (
+                f". No op is registered ({PLUGINS_ENV}={selection!r} chose none): the environment variable "
+                f"{PLUGINS_ENV} lists the plugins to load; include 'ops' in it, or unset it"
+            )
         else:
             message += ". No op is registered (no op plugin is loaded): register an op plugin"
     return message
@@ -481,7 +535,7 @@ _VALUE_OWN = frozenset(vars(Value)) | {"data", "grad", "label"}
 _active: Registry | None = None
 _installed: dict[str, Any] = {}
 _lock = threading.RLock()  # the registry is built and installed once, however many threads ask
-_check: Callable | None = None  # a node inspector (anomaly detection), built into the methods
+_check: Callable[[Value], None] | None = None  # a node inspector (anomaly detection), built into the methods
 on_activate: list[Callable[[], None]] = []  # called whenever another registry becomes the active one
 
 
@@ -490,9 +544,7 @@ def get_registry() -> Registry:
     registry = _active
     if registry is None:
         with _lock:
-            if _active is None:
-                activate(Registry())
-            registry = _active
+            registry = _active if _active is not None else activate(Registry())
     return registry
 
 
@@ -514,7 +566,7 @@ def activate(registry: Registry) -> Registry:
     return registry
 
 
-def _methods_of(registry: Registry, check: Callable | None) -> dict[str, Any]:
+def _methods_of(registry: Registry, check: Callable[[Value], None] | None) -> dict[str, Any]:
     installed: dict[str, Any] = {}
     for spec in registry.ops.values():
         for method in spec.method_names:
@@ -528,7 +580,7 @@ def _methods_of(registry: Registry, check: Callable | None) -> dict[str, Any]:
     return installed
 
 
-def set_node_check(check: Callable | None) -> None:
+def set_node_check(check: Callable[[Value], None] | None) -> None:
     """Re-install the methods so that each checks the nodes it makes (None: plain again)."""
     global _check
     with _lock:
@@ -537,18 +589,20 @@ def set_node_check(check: Callable | None) -> None:
             activate(_active)
 
 
-def _missing_operator(dunder: str):
-    def operator(self, *args):
-        raise UnknownOpError(f"no loaded op provides the operator {dunder}: " + unknown_op_message(dunder, get_registry()))
+def _missing_operator(dunder: str) -> Callable[..., Any]:
+    def operator(self: Value, *args: Any) -> Any:
+        raise UnknownOpError(
+            f"no loaded op provides the operator {dunder}: " + unknown_op_message(dunder, get_registry())
+        )
 
     operator.__name__ = dunder
     return operator
 
 
-def _lazy_operator(dunder: str):
+def _lazy_operator(dunder: str) -> Callable[..., Any]:
     """Before the first use, an operator loads the plugins, then runs the real one."""
 
-    def operator(self, *args):
+    def operator(self: Value, *args: Any) -> Any:
         get_registry()
         return getattr(type(self), dunder)(self, *args)
 
@@ -556,7 +610,7 @@ def _lazy_operator(dunder: str):
     return operator
 
 
-def _value_getattr(self, name: str):
+def _value_getattr(self: Value, name: str) -> Any:
     # Only reached when normal lookup fails: the first use of an op loads the plugins.
     if name.startswith("_"):
         raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
@@ -568,11 +622,12 @@ def _value_getattr(self, name: str):
     raise UnknownOpError(f"Value has no attribute or method {name!r}: " + unknown_op_message(name, registry))
 
 
-def _value_mimebundle(self, include=None, exclude=None):
+def _value_mimebundle(self: Value, include: Any = None, exclude: Any = None) -> dict[str, Any]:
     """In Jupyter a Value displays as its graph when an exporter plugin provides one."""
     for exporter in get_registry().exporters.values():
         if hasattr(exporter, "mimebundle"):
-            return exporter.mimebundle(self)
+            bundle: dict[str, Any] = exporter.mimebundle(self)
+            return bundle
     return {"text/plain": repr(self)}
 
 
@@ -601,7 +656,7 @@ def reload() -> Registry:
 
 
 @contextlib.contextmanager
-def using(registry: Registry):
+def using(registry: Registry) -> Iterator[Registry]:
     """Temporarily make ``registry`` the active one (tests use this)."""
     previous = _active
     activate(registry)
@@ -628,6 +683,7 @@ def _reset() -> None:
 
 # -- run-time plugins (notebooks) ----------------------------------------------------------
 
+
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Add a plugin object or module now; returns its name."""
     with _lock:
@@ -644,6 +700,8 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
 
 
 def unregister_plugin(plugin_or_name: Any) -> None:
+    """Remove a plugin added with ``register_plugin`` (by the object or its name)."""
+    name: str | None
     with _lock:
         manager = get_registry().plugin_manager
         if isinstance(plugin_or_name, str):
@@ -666,7 +724,7 @@ class _RuntimeOp:
         self.spec, self.replace = spec, replace
 
     @hookimpl
-    def minigrad_register_ops(self, register):
+    def minigrad_register_ops(self, register: Callable[..., Any]) -> None:
         register(self.spec, replace=self.replace)
 
 
@@ -707,8 +765,14 @@ def unregister_op(name: str) -> None:
     unregister_plugin(plugin)
 
 
-def op(forward: Callable | None = None, *, derivative: Callable, name: str | None = None,
-       replace: bool = False, **metadata) -> Callable:
+def op(
+    forward: Callable[..., Any] | None = None,
+    *,
+    derivative: Callable[..., Any],
+    name: str | None = None,
+    replace: bool = False,
+    **metadata: Any,
+) -> Any:
     """Decorator: turn a forward function into a registered op.
 
         @op(derivative=lambda x, out: (3 * x**2,))
@@ -724,22 +788,34 @@ def op(forward: Callable | None = None, *, derivative: Callable, name: str | Non
 
     from .functional import ops
 
-    def decorate(function: Callable) -> Callable:
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         fields = dict(metadata)
         params = fields.pop("params", {})
         arity = fields.pop("arity", None)
         if arity is None:
-            positional = [p for p in inspect.signature(function).parameters.values()
-                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in params]
+            positional = [
+                p
+                for p in inspect.signature(function).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in params
+            ]
             arity = len(positional)
-        spec = register_op(OpSpec(name=name or function.__name__, arity=arity, forward=function,
-                                  derivative=derivative, params=params, **fields), replace=replace)
+        spec = register_op(
+            OpSpec(
+                name=name or function.__name__,
+                arity=arity,
+                forward=function,
+                derivative=derivative,
+                params=params,
+                **fields,
+            ),
+            replace=replace,
+        )
 
         @functools.wraps(function)
-        def apply_op(*inputs, **params):
+        def apply_op(*inputs: Any, **params: Any) -> Any:
             return getattr(ops, spec.name)(*inputs, **params)
 
-        apply_op.spec = spec
+        apply_op.spec = spec  # type: ignore[attr-defined]  # the registered OpSpec, for tools
         return apply_op
 
     return decorate(forward) if forward is not None else decorate

@@ -21,7 +21,8 @@ from __future__ import annotations
 import gc
 import numbers
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     HigherOrderError,
@@ -37,7 +38,7 @@ from .opspec import OpSpec
 
 # Called as observer(left, right, symbol, result) on every comparison of a Value; graph
 # replay uses it to notice when a recorded graph no longer fits new data.
-comparison_observers: list = []
+comparison_observers: list[Callable[[Value, Any, str, bool], None]] = []
 
 # How Value(data, children, "tanh") finds the op named "tanh": set by the registry, so that
 # this module needs to know nothing about plugins.
@@ -60,8 +61,14 @@ class Value:
     # __dict__ lets a learner attach attributes (p.m = 0.0 for momentum); it costs 8 bytes
     # a node and holds nothing until something is set.
     __slots__ = ("data", "grad", "_prev", "_spec", "_params", "label", "__dict__")
+    data: float
+    grad: Any  # a float; a Value after backward(create_graph=True); None counts as 0.0
+    _prev: tuple[Value, ...]
+    _spec: OpSpec | CustomRule | None  # None for a leaf
+    _params: dict[str, Any] | None
+    label: str
 
-    def __init__(self, data, _children=(), _op="", label=""):
+    def __init__(self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = "") -> None:
         self.data = as_number(data)
         self.grad = 0.0
         self._prev = tuple(_children)
@@ -76,6 +83,23 @@ class Value:
             spec = find_op(_op, len(self._prev)) if _op else None
             self._spec = CustomRule(_op, spec if spec is not None and _bindable(spec) else None)
         self.label = label
+
+    if TYPE_CHECKING:
+        # Installed by the registry from the ops that plugins register (see methods.py);
+        # declared here so that type checkers know what ``x * 2`` and ``x.tanh()`` give.
+        def __add__(self, other: Value | float) -> Value: ...
+        def __radd__(self, other: Value | float) -> Value: ...
+        def __sub__(self, other: Value | float) -> Value: ...
+        def __rsub__(self, other: Value | float) -> Value: ...
+        def __mul__(self, other: Value | float) -> Value: ...
+        def __rmul__(self, other: Value | float) -> Value: ...
+        def __truediv__(self, other: Value | float) -> Value: ...
+        def __rtruediv__(self, other: Value | float) -> Value: ...
+        def __pow__(self, other: Value | float) -> Value: ...
+        def __rpow__(self, other: Value | float) -> Value: ...
+        def __neg__(self) -> Value: ...
+        def __abs__(self) -> Value: ...
+        def __getattr__(self, name: str) -> Any: ...  # an op's method: x.tanh(), x.relu() ...
 
     # -- what the seed's walkthrough shows -------------------------------------------------
     @property
@@ -125,12 +149,12 @@ class Value:
     def op_spec(self) -> OpSpec | None:
         """The registered op that made this node (None for a leaf or a closure-only node)."""
         spec = self._spec
-        if type(spec) is CustomRule:
+        if isinstance(spec, CustomRule):
             return spec.spec if spec.closure is None else None
         return spec
 
     @property
-    def op_params(self) -> dict:
+    def op_params(self) -> dict[str, Any]:
         """The parameters the op was applied with (``{"exponent": 2}`` for ``x ** 2``)."""
         return dict(self._params) if self._params else {}
 
@@ -164,19 +188,19 @@ class Value:
         return f"Value(data={self.data!r}, grad={shown}{label})"
 
     # -- comparisons read the data (and tell replay what was compared) ----------------------
-    def __lt__(self, other):
+    def __lt__(self, other: Any) -> bool:
         return _compare(self, other, "<")
 
-    def __le__(self, other):
+    def __le__(self, other: Any) -> bool:
         return _compare(self, other, "<=")
 
-    def __gt__(self, other):
+    def __gt__(self, other: Any) -> bool:
         return _compare(self, other, ">")
 
-    def __ge__(self, other):
+    def __ge__(self, other: Any) -> bool:
         return _compare(self, other, ">=")
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return _compare(self, 0.0, "!=")
 
     # No __float__: math.cos(value) must fail loudly instead of silently cutting the graph.
@@ -187,9 +211,12 @@ def _bindable(spec: OpSpec) -> bool:
     return all(default is not None for default in spec.params.values())
 
 
-COMPARE = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "!=": lambda a, b: a != b,
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "!=": lambda a, b: a != b,
 }
 
 
@@ -201,7 +228,7 @@ def _compare(left: Value, right: Any, symbol: str) -> bool:
     return result
 
 
-def as_number(data) -> float:
+def as_number(data: Any) -> float:
     """The float a Value holds. Ints, bools and numpy numbers count; nan and inf pass through."""
     if type(data) is float:
         return data
@@ -209,8 +236,9 @@ def as_number(data) -> float:
         try:
             return float(data)
         except OverflowError:
-            raise OverflowError(f"Value holds a float; {shorten(data)} is too large for one "
-                                f"(the largest is about 1.8e308)") from None
+            raise OverflowError(
+                f"Value holds a float; {shorten(data)} is too large for one (the largest is about 1.8e308)"
+            ) from None
     hint = ""
     if isinstance(data, numbers.Complex):
         hint = " (complex numbers are not supported)"
@@ -223,7 +251,7 @@ def as_number(data) -> float:
     )
 
 
-def _short(x) -> str:
+def _short(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
@@ -232,7 +260,9 @@ def _short(x) -> str:
 _new = object.__new__
 
 
-def node(data: float, children: tuple, spec, params=None) -> Value:
+def node(
+    data: float, children: tuple[Value, ...], spec: OpSpec | CustomRule | None, params: dict[str, Any] | None = None
+) -> Value:
     """A new graph node, skipping __init__'s checks (its data comes from a forward rule)."""
     out = _new(Value)
     out.data = data
@@ -244,7 +274,7 @@ def node(data: float, children: tuple, spec, params=None) -> Value:
     return out
 
 
-def apply(spec: OpSpec, inputs, params=None) -> Value:
+def apply(spec: OpSpec, inputs: Iterable[Any], params: Mapping[str, Any] | None = None) -> Value:
     """Apply an op to Values (numbers become constant leaves) and record the new node."""
     children = tuple(x if isinstance(x, Value) else Value(x) for x in inputs)
     if spec.arity is not None and len(children) != spec.arity:
@@ -256,7 +286,7 @@ def apply(spec: OpSpec, inputs, params=None) -> Value:
     return out
 
 
-def evaluate(spec: OpSpec, inputs, params=None) -> float:
+def evaluate(spec: OpSpec, inputs: Sequence[Any], params: Mapping[str, Any] | None = None) -> float:
     """Run an op's forward rule on numbers, turning its errors into ones that name the op."""
     try:
         data = spec.forward(*inputs, **params) if params else spec.forward(*inputs)
@@ -269,14 +299,16 @@ def evaluate(spec: OpSpec, inputs, params=None) -> float:
     return data
 
 
-def bind_params(spec: OpSpec, given) -> dict | None:
+def bind_params(spec: OpSpec, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The op's parameters for one call: the given ones, checked, plus the defaults."""
     if not spec.params and not given:
         return None
     given = dict(given or {})
     unknown = set(given) - set(spec.params)
     if unknown:
-        raise TypeError(f"op {spec.name!r} has no parameter(s) {sorted(unknown)}; its parameters: {sorted(spec.params)}")
+        raise TypeError(
+            f"op {spec.name!r} has no parameter(s) {sorted(unknown)}; its parameters: {sorted(spec.params)}"
+        )
     bound = {}
     for name, default in spec.params.items():
         value = given.get(name, default)
@@ -288,7 +320,9 @@ def bind_params(spec: OpSpec, given) -> dict | None:
     return bound
 
 
-def rule_error(spec: OpSpec, role: str, inputs, params, error: Exception) -> MiniGradError:
+def rule_error(
+    spec: OpSpec, role: str, inputs: Sequence[Any], params: Mapping[str, Any] | None, error: Exception
+) -> MiniGradError:
     """The error for a rule that raised: a domain error for arithmetic trouble, otherwise
     one naming the op, its plugin, the inputs and what the rule raised."""
     shown = list(inputs) + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
@@ -297,8 +331,8 @@ def rule_error(spec: OpSpec, role: str, inputs, params, error: Exception) -> Min
         return kind(spec.name, shown, spec.domain.description, reason=str(error) or type(error).__name__)
     if role == "derivative" and isinstance(error, TypeError) and any(isinstance(x, Value) for x in inputs):
         return higher_order_error(spec, f"{type(error).__name__}: {error}")
-    kind = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one
-    return kind(
+    error_class = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one
+    return error_class(
         f"op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule raised {type(error).__name__}: "
         f"{shorten(str(error))} (inputs: {', '.join(shorten(x) for x in shown)})"
     )
@@ -309,16 +343,15 @@ def _is_array_error(error: Exception) -> bool:
     return "truth value of an array" in str(error)
 
 
-def _check_output(spec, inputs, params, data) -> float:
+def _check_output(spec: OpSpec, inputs: Sequence[Any], params: Mapping[str, Any] | None, data: Any) -> float:
     if isinstance(data, numbers.Real) and not isinstance(data, Value):
         try:
             return float(data)
-        except OverflowError:
-            return float("inf") if data > 0 else float("-inf")
+        except OverflowError:  # an int too large for a float
+            return float("-inf") if data <= 0 else float("inf")
     if isinstance(data, numbers.Complex):
         raise rule_error(spec, "forward", inputs, params, ValueError("the result would be a complex number"))
-    raise OpSpecError(f"op {spec.name!r} (plugin {spec.plugin!r}): forward returned {shorten(data)}, "
-                      f"not a real number")
+    raise OpSpecError(f"op {spec.name!r} (plugin {spec.plugin!r}): forward returned {shorten(data)}, not a real number")
 
 
 # -- the graph: topological order ------------------------------------------------------------
@@ -333,7 +366,9 @@ def topological_order(*roots: Value) -> list[Value]:
     A node is pushed with a FINISH marker above it and its inputs above that; by the
     time the marker comes off the stack, all of its inputs are in ``order``.
     """
-    order, seen, stack = [], set(), list(reversed(roots))
+    order: list[Value] = []
+    seen: set[Value] = set()
+    stack: list[Any] = list(reversed(roots))
     while stack:
         current = stack.pop()
         if current is _FINISH:
@@ -352,7 +387,10 @@ def topological_order(*roots: Value) -> list[Value]:
 
 # -- the chain rule, written once ----------------------------------------------------------------
 
-def local_derivatives(spec: OpSpec, inputs, out, params=None) -> tuple:
+
+def local_derivatives(
+    spec: OpSpec, inputs: Sequence[Any], out: Any, params: Mapping[str, Any] | None = None
+) -> tuple[Any, ...]:
     """``(d out / d input_i for each input)``: the op's derivative rule, called and checked.
 
     This is the only place a derivative rule is called. ``inputs`` and ``out`` are numbers
@@ -371,7 +409,7 @@ def local_derivatives(spec: OpSpec, inputs, out, params=None) -> tuple:
     return partials
 
 
-def _checked_partials(spec: OpSpec, partials, expected: int) -> tuple:
+def _checked_partials(spec: OpSpec, partials: Any, expected: int) -> tuple[Any, ...]:
     if isinstance(partials, list) and len(partials) == expected:
         return tuple(partials)
     if isinstance(partials, (tuple, list)):
@@ -389,7 +427,7 @@ def _checked_partials(spec: OpSpec, partials, expected: int) -> tuple:
     )
 
 
-def bad_partial_error(spec: OpSpec, partials) -> OpSpecError:
+def bad_partial_error(spec: OpSpec, partials: Sequence[Any]) -> OpSpecError:
     """A partial that is not a number (None, text ...): found when it is multiplied."""
     bad = next((p for p in partials if p is None or isinstance(p, (str, bytes))), partials)
     return OpSpecError(
@@ -398,7 +436,7 @@ def bad_partial_error(spec: OpSpec, partials) -> OpSpecError:
     )
 
 
-def pass_gradient(node: Value, partials, create_graph: bool = False) -> None:
+def pass_gradient(node: Value, partials: Sequence[Any], create_graph: bool = False) -> None:
     """The chain rule for one node: ``child.grad += partial * node.grad`` for each input."""
     upstream = node.grad
     try:
@@ -414,10 +452,12 @@ def pass_gradient(node: Value, partials, create_graph: bool = False) -> None:
                 if child.grad is None:
                     child.grad = 0.0
             return pass_gradient(node, partials, create_graph)
-        raise bad_partial_error(_spec_of(node), partials) from error
+        spec = _spec_of(node)
+        assert spec is not None  # only a registered op's node gets here
+        raise bad_partial_error(spec, partials) from error
 
 
-def _times(partial, upstream):
+def _times(partial: Any, upstream: Any) -> Any:
     if type(partial) is float and partial == 1.0:
         return upstream
     if type(upstream) is float and upstream == 1.0:
@@ -425,41 +465,45 @@ def _times(partial, upstream):
     return partial * upstream
 
 
-def _accumulate(total, contribution):
+def _accumulate(total: Any, contribution: Any) -> Any:
     if total is None or (type(total) is float and total == 0.0):
         return contribution
     return total + contribution
 
 
-def _spec_of(node: Value) -> OpSpec:
+def _spec_of(node: Value) -> OpSpec | None:
     spec = node._spec
-    return spec.spec if type(spec) is CustomRule else spec
+    return spec.spec if isinstance(spec, CustomRule) else spec
 
 
 def chain_rule_step(node: Value, create_graph: bool = False) -> None:
     """One node's step of the backward pass (what ``node._backward()`` runs)."""
-    spec = node._spec
-    if spec is None:
+    rule = node._spec
+    if rule is None:
         return  # a leaf passes nothing on
     if node.grad is None:
         node.grad = 0.0
-    if type(spec) is CustomRule:
-        if spec.closure is not None:
-            spec.closure()
-            return
-        spec = _custom_spec(node)
+    if isinstance(rule, CustomRule) and rule.closure is not None:
+        rule.closure()
+        return
+    spec = _registered_rule(node)
+    if spec is None:
+        return
     if create_graph:
-        inputs, out = node._prev, node
+        partials = local_derivatives(spec, node._prev, node, node._params)
     else:
-        inputs, out = [c.data for c in node._prev], node.data
-    pass_gradient(node, local_derivatives(spec, inputs, out, node._params), create_graph)
+        partials = local_derivatives(spec, [c.data for c in node._prev], node.data, node._params)
+    pass_gradient(node, partials, create_graph)
 
 
-def _custom_spec(node: Value) -> OpSpec:
+def _registered_rule(node: Value) -> OpSpec | None:
+    """The op whose derivative rule passes this node's gradient on (None: nothing to pass)."""
     rule = node._spec
+    if not isinstance(rule, CustomRule):
+        return rule
     if rule.spec is None:
         if not node._prev:
-            return None
+            return None  # Value(x, (), "label"): a leaf with a label for its op
         raise MissingRuleError(
             f"backward() reached the node {shorten(node)} made as Value(..., _op={rule.label!r}) from "
             f"{len(node._prev)} input(s), and it has no rule to pass its gradient on: no registered op is "
@@ -471,8 +515,9 @@ def _custom_spec(node: Value) -> OpSpec:
     return rule.spec
 
 
-def backward_steps(root: Value, *, gradient: Any = 1.0, create_graph: bool = False
-                   ) -> Iterator[tuple[Value, tuple | None]]:
+def backward_steps(
+    root: Value, *, gradient: Any = 1.0, create_graph: bool = False
+) -> Iterator[tuple[Value, tuple[Any, ...] | None]]:
     """The backward pass from ``root``, one node at a time.
 
     Yields ``(node, partials)`` for each node that passes its gradient on, in the order the
@@ -513,7 +558,7 @@ def backward_steps(root: Value, *, gradient: Any = 1.0, create_graph: bool = Fal
             # value is inf or nan (x - x is then nan), whose partials may be inf: 0 * inf is
             # nan, as PyTorch gives.
             continue
-        if type(spec) is CustomRule:
+        if isinstance(spec, CustomRule):
             if spec.closure is not None:
                 yield n, None
                 for child in n._prev:
@@ -521,15 +566,15 @@ def backward_steps(root: Value, *, gradient: Any = 1.0, create_graph: bool = Fal
                         child.grad = 0.0
                 spec.closure()
                 continue
-            spec = _custom_spec(n)
-            if spec is None:
-                continue
+        op_spec = _registered_rule(n)
+        if op_spec is None:
+            continue
         if create_graph:
-            if spec.higher_order is False:
-                raise higher_order_error(spec, "its OpSpec says higher_order=False")
-            partials = local_derivatives(spec, n._prev, n, n._params)
+            if op_spec.higher_order is False:
+                raise higher_order_error(op_spec, "its OpSpec says higher_order=False")
+            partials = local_derivatives(op_spec, n._prev, n, n._params)
         else:
-            partials = local_derivatives(spec, [c.data for c in n._prev], n.data, n._params)
+            partials = local_derivatives(op_spec, [c.data for c in n._prev], n.data, n._params)
         yield n, partials
         pass_gradient(n, partials, create_graph)
 
@@ -549,11 +594,11 @@ def backward_steps(root: Value, *, gradient: Any = 1.0, create_graph: bool = Fal
 backward_lock = threading.RLock()
 
 # Called as observer(root) at the start of every backward() (the teaching checks use it).
-backward_observers: list = []
+backward_observers: list[Callable[[Value], None]] = []
 # Called as check(node, partials) on every step of backward() (anomaly detection), and as
 # check(node) on every node apply() records; both empty unless a tool switches them on.
-step_checks: list = []
-node_checks: list = []
+step_checks: list[Callable[[Value, tuple[Any, ...] | None], None]] = []
+node_checks: list[Callable[[Value], None]] = []
 
 
 def backward(root: Value, *, gradient: Any = 1.0, create_graph: bool = False) -> None:

@@ -5,8 +5,7 @@ import gc
 import pytest
 import torch
 
-from minigrad_core import Value
-from minigrad_core import topological_order
+from minigrad_core import Value, topological_order
 
 
 def test_a_node_used_twice_gets_both_contributions():

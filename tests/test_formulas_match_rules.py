@@ -33,9 +33,19 @@ def _sign(x):
 
 # The functions a formula may call: the ops' usual mathematical names.
 FUNCTIONS = {
-    "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "tanh": math.tanh, "sigmoid": _sigmoid,
-    "sin": math.sin, "cos": math.cos, "tan": math.tan, "sinh": math.sinh, "cosh": math.cosh,
-    "sign": _sign, "pi": math.pi, "abs": abs,
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "tanh": math.tanh,
+    "sigmoid": _sigmoid,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "sinh": math.sinh,
+    "cosh": math.cosh,
+    "sign": _sign,
+    "pi": math.pi,
+    "abs": abs,
     "Phi": lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2))),  # the normal distribution's CDF
     "phi": lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi),  # and its density
 }
@@ -86,16 +96,16 @@ def formula_cases():
 
 def test_prose_formulas_are_exactly_the_listed_ones():
     registry = get_registry()
-    prose = {spec.name for spec in registry.ops.values()
-             if any(not is_expression(text) for text in spec.derivative_formula)}
+    prose = {
+        spec.name for spec in registry.ops.values() if any(not is_expression(text) for text in spec.derivative_formula)
+    }
     assert prose == {name for name in PROSE if name in registry.ops}
 
 
 @pytest.mark.parametrize("name", formula_cases())
 def test_the_derivative_formula_says_what_the_rule_computes(name):
     spec = get_registry().ops[name]
-    params = {p: (default if default is not None else spec.domain.params[p][0])
-              for p, default in spec.params.items()}
+    params = {p: (default if default is not None else spec.domain.params[p][0]) for p, default in spec.params.items()}
     points = sample_points(spec, params)
     assert points, f"no sample point inside the domain of {name}"
     for point in points:
@@ -103,16 +113,20 @@ def test_the_derivative_formula_says_what_the_rule_computes(name):
         rule = local_derivatives(spec, list(point), out, params or None)
         names = input_names(spec, len(point))
         for k, partial in enumerate(rule):
-            text = spec.derivative_formula[k] if spec.arity is not None else spec.derivative_formula[
-                _variadic_role(spec, k, len(point))]
+            text = (
+                spec.derivative_formula[k]
+                if spec.arity is not None
+                else spec.derivative_formula[_variadic_role(spec, k, len(point))]
+            )
             scope = dict(FUNCTIONS, out=out, **params)
             if spec.arity is not None:
                 scope.update(zip(names, point))
             else:
                 scope.update(_variadic_scope(spec, k, point))
-            said = eval(compile(text, f"<{name} formula>", "eval"), {"__builtins__": {}}, scope)  # noqa: S307
+            said = eval(compile(text, f"<{name} formula>", "eval"), {"__builtins__": {}}, scope)
             assert float(said) == pytest.approx(float(partial), rel=1e-12, abs=1e-12), (
-                f"{name} at {point}: the formula d out / d input {k} = {text!r} gives {said}, the rule {partial}")
+                f"{name} at {point}: the formula d out / d input {k} = {text!r} gives {said}, the rule {partial}"
+            )
 
 
 def _variadic_role(spec, k: int, n: int) -> int:

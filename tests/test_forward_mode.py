@@ -88,8 +88,11 @@ def run(program, x, y):
 
 
 @settings(max_examples=300)  # dozens of ops to reach: more cases than the profile's default
-@given(program=programs(), point=st.tuples(st.floats(-2, 2), st.floats(-2, 2)),
-       tangent=st.tuples(st.floats(-1, 1), st.floats(-1, 1)))
+@given(
+    program=programs(),
+    point=st.tuples(st.floats(-2, 2), st.floats(-2, 2)),
+    tangent=st.tuples(st.floats(-1, 1), st.floats(-1, 1)),
+)
 def test_forward_mode_agrees_with_reverse_mode_on_random_expressions_over_every_op(program, point, tangent):
     x, y = Value(point[0]), Value(point[1])
     out = run(program, x, y)
@@ -108,6 +111,11 @@ def test_the_expressions_reach_every_registered_op():
     names = set(op_names())
     registered = {spec.name for spec in get_registry().ops.values() if spec.arity != 0}
     assert {"add", "mul", "pow", "tanh", "relu", "abs", "sqrt", "weighted_sum"} <= names
-    assert registered - names == {name for name in registered
-                                  if any(d is None and not get_registry().ops[name].domain.params.get(p)
-                                         for p, d in get_registry().ops[name].params.items())}
+    assert registered - names == {
+        name
+        for name in registered
+        if any(
+            d is None and not get_registry().ops[name].domain.params.get(p)
+            for p, d in get_registry().ops[name].params.items()
+        )
+    }

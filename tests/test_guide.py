@@ -55,8 +55,9 @@ def clean_env(**extra) -> dict:
 
 # -- the hook reference cannot drift from the hookspecs --------------------------------------------
 
-HOOKSPECS = {name: function for name, function in vars(hookspecs).items()
-             if name.startswith("minigrad_") and callable(function)}
+HOOKSPECS = {
+    name: function for name, function in vars(hookspecs).items() if name.startswith("minigrad_") and callable(function)
+}
 
 
 def test_the_hook_reference_lists_every_hookspec_with_its_arguments_and_no_other():
@@ -80,6 +81,7 @@ def test_the_opspec_table_lists_every_field():
 
 # -- the example plugin, installed with pip -----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The guide's plugin folder, written from the guide and installed with pip into a folder
@@ -93,15 +95,32 @@ def installed(tmp_path_factory):
         (folder / path).write_text(text)
     assert {"pyproject.toml", "minigrad_swish.py", "tests/test_swish.py"} <= set(files())
     site = base / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(folder)], check=True, capture_output=True,
-                   env=clean_env(), timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(folder),
+        ],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+        timeout=300,
+    )
     return {"folder": folder, "env": clean_env(PYTHONPATH=str(site), MINIGRAD_PLUGINS="ops,swish")}
 
 
 def run(command, installed, **kwargs):
-    return subprocess.run(command, cwd=installed["folder"], env=installed["env"], capture_output=True, text=True,
-                          timeout=300, **kwargs)
+    return subprocess.run(
+        command, cwd=installed["folder"], env=installed["env"], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 def test_minigrad_ops_lists_the_op_as_the_guide_shows(installed):
@@ -124,9 +143,12 @@ def test_the_ci_line_runs_the_plugin_s_tests_and_its_op_checks(installed):
     assert line.startswith("$ pytest ")
     result = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *line.split()[2:]], installed)
     assert result.returncode == 0, result.stdout + result.stderr
-    for test in ("tests/test_swish.py::test_swish_derivatives_to_second_order PASSED",
-                 "tests/test_swish.py::test_swish_inside_a_bigger_function PASSED",
-                 "minigrad::check_op[swish] PASSED", "minigrad::check_op[swish-order2] PASSED"):
+    for test in (
+        "tests/test_swish.py::test_swish_derivatives_to_second_order PASSED",
+        "tests/test_swish.py::test_swish_inside_a_bigger_function PASSED",
+        "minigrad::check_op[swish] PASSED",
+        "minigrad::check_op[swish-order2] PASSED",
+    ):
         assert test in result.stdout
     assert "5 passed" in result.stdout
 
@@ -140,6 +162,7 @@ def test_the_failure_example_prints_the_report_shown(installed):
 
 
 # -- the notebook cells and the command example ---------------------------------------------------------
+
 
 def test_the_notebook_cells_run_as_printed():
     first_cell = block_after("## Trying an op in a notebook", "python")
@@ -168,9 +191,9 @@ def test_the_command_example_adds_a_subcommand(capsys):
 
 
 def test_the_kinks_example_is_a_valid_op_that_passes_its_checks():
+    import minigrad_ops
     from minigrad_core import Domain, Registry, register_op
     from minigrad_testing import check_op
-    import minigrad_ops
 
     namespace = {"OpSpec": OpSpec, "Domain": Domain}
     exec(block_after("relu6, `min(max(x, 0), 6)`", "python"), namespace)

@@ -59,6 +59,7 @@ def number(x) -> float:
 
 # -- every partial derivative up to some order, by MiniGrad and by PyTorch --------------------
 
+
 def minigrad_partials_by_grad(f, point, order: int) -> dict:
     """{(i, j, ...): d^k f / dx_i dx_j ...} for k = 1..order, composing ``grad``."""
     n = len(point)
@@ -94,7 +95,7 @@ def minigrad_partials_by_backward(f, point, order: int) -> dict:
         else:  # a constant: nothing depends on the inputs any more
             gradient = [0.0] * len(inputs)
         for i, partial in enumerate(gradient):
-            walk(partial, index + (i,))
+            walk(partial, (*index, i))
 
     walk(f(*inputs), ())
     return partials
@@ -115,7 +116,7 @@ def torch_partials(f, point, order: int) -> dict:
             gradient = [None] * len(inputs)
         zero = torch.zeros((), dtype=torch.float64)
         for i, partial in enumerate(gradient):
-            walk(zero if partial is None else partial, index + (i,))
+            walk(zero if partial is None else partial, (*index, i))
 
     walk(f(*inputs), ())
     return partials
@@ -130,6 +131,7 @@ def mismatches(ours: dict, theirs: dict) -> list[str]:
 
 
 # -- every built-in (and installed) op, at points drawn from its own Domain ---------------------
+
 
 def input_count(spec: OpSpec) -> int:
     return VARIADIC_INPUTS if spec.arity is None else spec.arity
@@ -181,8 +183,9 @@ def domain_point(spec: OpSpec, params: dict):
         avoid = tuple(_per_input(domain.kinks, i)) if domain.kinks else ()
         avoid += tuple(bound for bound in (low, high) if math.isfinite(bound))
         coordinate = st.floats(min_value=max(low, -INPUT_LIMIT), max_value=min(high, INPUT_LIMIT))
-        coordinates.append(coordinate.filter(
-            lambda x, avoid=avoid: all(abs(x - point) >= KINK_MARGIN for point in avoid)))
+        coordinates.append(
+            coordinate.filter(lambda x, avoid=avoid: all(abs(x - point) >= KINK_MARGIN for point in avoid))
+        )
     return st.tuples(*coordinates).filter(lambda point: domain.contains(*point, **params))
 
 
@@ -233,8 +236,11 @@ def test_power_at_whole_exponents_matches_torch_just_beside_them(a, b):
     ours = minigrad_partials_by_grad(power, (a, b), order=3)
     for beside in (b - 1e-13, b + 1e-13):
         theirs = torch_partials(power, (a, beside), order=3)
-        wrong = [f"{index}: MiniGrad {ours[index]!r}, torch {theirs[index]!r}" for index in theirs
-                 if not math.isclose(ours[index], theirs[index], rel_tol=1e-10, abs_tol=1e-10)]
+        wrong = [
+            f"{index}: MiniGrad {ours[index]!r}, torch {theirs[index]!r}"
+            for index in theirs
+            if not math.isclose(ours[index], theirs[index], rel_tol=1e-10, abs_tol=1e-10)
+        ]
         assert not wrong, f"a ** b at a={a}, b={beside}:\n" + "\n".join(wrong)
     # the mixed partial torch loses at b == 0, in closed form
     if b == 0:
@@ -448,7 +454,7 @@ def test_mixed_second_derivatives_by_backward_on_a_gradient():
     df_dx.backward()
 
     tx, ty = _torch_x(0.3), _torch_x(-1.1)
-    (d_dx, d_dy) = torch.autograd.grad(f(tx, ty), (tx, ty), create_graph=True)
+    (d_dx, _d_dy) = torch.autograd.grad(f(tx, ty), (tx, ty), create_graph=True)
     d_dxdx, d_dxdy = torch.autograd.grad(d_dx, (tx, ty))
     assert close(x.grad, d_dxdx.item())
     assert close(y.grad, d_dxdy.item())
@@ -499,6 +505,7 @@ def test_repr_of_values_whose_gradients_are_values():
 
 
 # -- grad composes ------------------------------------------------------------------------------
+
 
 def tanh(x):
     return x.tanh()
@@ -555,13 +562,15 @@ def test_grad_with_several_arguments_composes_into_mixed_partials():
 
 # -- third-party ops: a numbers-only derivative rule ----------------------------------------------
 
+
 class NumbersOnlyTrig:
     """A plugin written the quick way: its derivative uses math.cos, which needs a number."""
 
     @hookimpl
     def minigrad_register_ops(self, register):
-        register(OpSpec(name="sin", arity=1, forward=math.sin,
-                        derivative=lambda x, out: (math.cos(x),), torch=torch.sin))
+        register(
+            OpSpec(name="sin", arity=1, forward=math.sin, derivative=lambda x, out: (math.cos(x),), torch=torch.sin)
+        )
 
 
 class DeclaredFirstOrderOnly:
@@ -569,8 +578,11 @@ class DeclaredFirstOrderOnly:
 
     @hookimpl
     def minigrad_register_ops(self, register):
-        register(OpSpec(name="cube", arity=1, forward=lambda x: x**3,
-                        derivative=lambda x, out: (3 * x * x,), higher_order=False))
+        register(
+            OpSpec(
+                name="cube", arity=1, forward=lambda x: x**3, derivative=lambda x, out: (3 * x * x,), higher_order=False
+            )
+        )
 
 
 class ValueTrig:
@@ -578,10 +590,12 @@ class ValueTrig:
 
     @hookimpl
     def minigrad_register_ops(self, register):
-        register(OpSpec(name="sin", arity=1, forward=math.sin,
-                        derivative=lambda x, out: (ops.cos(x),), torch=torch.sin))
-        register(OpSpec(name="cos", arity=1, forward=math.cos,
-                        derivative=lambda x, out: (-ops.sin(x),), torch=torch.cos))
+        register(
+            OpSpec(name="sin", arity=1, forward=math.sin, derivative=lambda x, out: (ops.cos(x),), torch=torch.sin)
+        )
+        register(
+            OpSpec(name="cos", arity=1, forward=math.cos, derivative=lambda x, out: (-ops.sin(x),), torch=torch.cos)
+        )
 
 
 @pytest.fixture
@@ -618,7 +632,7 @@ def test_a_numbers_only_rule_names_the_op_when_differentiated_twice(numbers_only
 def test_an_op_declared_first_order_only_names_itself():
     with using(Registry.from_plugins(minigrad_ops, DeclaredFirstOrderOnly())):
         assert grad(lambda v: v.cube())(2.0) == 12.0
-        with pytest.raises(HigherOrderError, match="'cube'.*DeclaredFirstOrderOnly.*higher_order=False"):
+        with pytest.raises(HigherOrderError, match=r"'cube'.*DeclaredFirstOrderOnly.*higher_order=False"):
             grad(grad(lambda v: v.cube()))(2.0)
 
 
@@ -632,6 +646,7 @@ def test_a_third_party_op_written_with_ops_has_every_derivative(point):
 
 # -- the docs example ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def example():
     spec = importlib.util.spec_from_file_location("higher_order_example", EXAMPLE)
@@ -642,8 +657,9 @@ def example():
 
 def test_the_example_script_writes_its_plot_and_finds_the_minimum(tmp_path):
     png = tmp_path / "plot" / "tanh_derivatives.png"
-    run = subprocess.run([sys.executable, str(EXAMPLE), str(png)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(png)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
 
     import matplotlib.colors
@@ -699,10 +715,10 @@ def test_the_example_hessian_matches_torch(example, point):
 def test_the_example_newton_iterates_converge_quadratically(example):
     iterates = example.newton(example.rosenbrock, (-1.2, 1.0))
     assert len(iterates) <= 11
-    (x, y), value, gradient = iterates[-1]
+    (x, y), _value, gradient = iterates[-1]
     assert abs(x - 1) <= 1e-12 and abs(y - 1) <= 1e-12 and math.hypot(*gradient) <= 1e-12
     errors = [math.hypot(x - 1, y - 1) for (x, y), _, _ in iterates]
-    near = [(e, later) for e, later in zip(errors, errors[1:]) if 0 < e < 1e-3]
+    near = [(e, later) for e, later in itertools.pairwise(errors) if 0 < e < 1e-3]
     assert near, errors
     for error, next_error in near:  # quadratic convergence: the error is squared at each step
         assert next_error <= 10 * error**2, errors

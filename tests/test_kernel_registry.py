@@ -1,8 +1,8 @@
 """The kernel holds no math: with only a toy plugin it computes, differentiates and explains errors."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +10,16 @@ import pytest
 
 from minigrad_core import (
     MissingRuleError,
-    OpSpec, OpSpecError, Registry, RegistrationError, UnknownOpError, Value, get_registry, hookimpl, ops, using,
+    OpSpec,
+    OpSpecError,
+    RegistrationError,
+    Registry,
+    UnknownOpError,
+    Value,
+    get_registry,
+    hookimpl,
+    ops,
+    using,
 )
 from minigrad_core.cli import main as cli_main
 
@@ -20,13 +29,30 @@ class ToyOps:
 
     @hookimpl
     def minigrad_register_ops(self, register):
-        register(OpSpec(name="times", arity=2, symbol="×", forward=lambda a, b: a * b,
-                        derivative=lambda a, b, out: (b, a), operators=("__mul__", "__rmul__")))
-        register(OpSpec(name="scale_shift", arity=1, params={"scale": 2.0, "shift": 0.0},
-                        forward=lambda x, scale, shift: scale * x + shift,
-                        derivative=lambda x, out, scale, shift: (scale,)))
-        register(OpSpec(name="total", arity=None, forward=lambda *xs: sum(xs),
-                        derivative=lambda *args: (1.0,) * (len(args) - 1)))
+        register(
+            OpSpec(
+                name="times",
+                arity=2,
+                symbol="×",
+                forward=lambda a, b: a * b,
+                derivative=lambda a, b, out: (b, a),
+                operators=("__mul__", "__rmul__"),
+            )
+        )
+        register(
+            OpSpec(
+                name="scale_shift",
+                arity=1,
+                params={"scale": 2.0, "shift": 0.0},
+                forward=lambda x, scale, shift: scale * x + shift,
+                derivative=lambda x, out, scale, shift: (scale,),
+            )
+        )
+        register(
+            OpSpec(
+                name="total", arity=None, forward=lambda *xs: sum(xs), derivative=lambda *args: (1.0,) * (len(args) - 1)
+            )
+        )
 
 
 @pytest.fixture
@@ -76,8 +102,7 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both():
     class Clash:
         @hookimpl
         def minigrad_register_ops(self, register):
-            register(OpSpec(name="times", arity=2, forward=lambda a, b: a * b,
-                            derivative=lambda a, b, out: (b, a)))
+            register(OpSpec(name="times", arity=2, forward=lambda a, b: a * b, derivative=lambda a, b, out: (b, a)))
 
     with pytest.raises(RegistrationError) as info:
         Registry.from_plugins(ToyOps(), Clash())
@@ -88,9 +113,16 @@ def test_explicit_replace_overrides_an_op():
     class Better:
         @hookimpl
         def minigrad_register_ops(self, register):
-            register(OpSpec(name="times", arity=2, forward=lambda a, b: a * b + 0.0,
-                            derivative=lambda a, b, out: (b, a), operators=("__mul__", "__rmul__")),
-                     replace=True)
+            register(
+                OpSpec(
+                    name="times",
+                    arity=2,
+                    forward=lambda a, b: a * b + 0.0,
+                    derivative=lambda a, b, out: (b, a),
+                    operators=("__mul__", "__rmul__"),
+                ),
+                replace=True,
+            )
 
     for order in ((ToyOps(), Better()), (Better(), ToyOps())):  # load order must not matter
         registry = Registry.from_plugins(*order)
@@ -101,8 +133,7 @@ def test_a_derivative_with_the_wrong_number_of_partials_is_caught_with_the_op_na
     class Sloppy:
         @hookimpl
         def minigrad_register_ops(self, register):
-            register(OpSpec(name="halve", arity=1, forward=lambda x: x / 2,
-                            derivative=lambda x, out: (0.5, 0.0)))
+            register(OpSpec(name="halve", arity=1, forward=lambda x: x / 2, derivative=lambda x, out: (0.5, 0.0)))
 
     with using(Registry.from_plugins(Sloppy())):
         y = Value(1.0).halve()
@@ -122,8 +153,9 @@ def test_an_unknown_op_lists_the_known_ones():
 
 
 def _run(code, **env):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
 
 
 def test_minigrad_plugins_env_chooses_plugins():
@@ -152,8 +184,9 @@ def test_cli_plugins_table_and_json(capsys):
 
 
 def test_cli_runs_as_a_console_script():
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "minigrad"), "ops"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "minigrad"), "ops"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "sigmoid" in result.stdout
 
 

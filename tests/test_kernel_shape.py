@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _python(code: str, **env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("MINIGRAD_PLUGINS", "MINIGRAD_STRICT_PLUGINS")}
     environment.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=environment, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=environment, timeout=120
+    )
 
 
 def test_importing_the_kernel_loads_neither_numpy_nor_hypothesis():
@@ -49,8 +50,13 @@ def test_a_bare_source_checkout_on_pythonpath_computes(tmp_path):
     for package in ("minigrad_core", "minigrad_ops", "minigrad_nn"):
         (tmp_path / package).symlink_to(ROOT / package)
     code = "from minigrad_core import Value\ny = Value(2.0) * 3\ny.backward()\nprint(y.data, y._prev[0].grad)"
-    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                            env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{_site_of('pluggy')}", "PATH": os.environ["PATH"]})
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{_site_of('pluggy')}", "PATH": os.environ["PATH"]},
+    )
     assert result.stdout.strip() == "6.0 3.0", result.stderr
 
 
@@ -89,7 +95,9 @@ def test_strict_mode_turns_a_broken_plugin_into_an_error(tmp_path):
     code = "from minigrad_core import Value\nprint((Value(2.0) * 3).data)"
     lenient = _python(code, PYTHONPATH=str(tmp_path))
     assert lenient.stdout.strip() == "6.0"
-    assert "PluginLoadWarning" in lenient.stderr and "'broken'" in lenient.stderr and "minigrad-broken" in lenient.stderr
+    assert (
+        "PluginLoadWarning" in lenient.stderr and "'broken'" in lenient.stderr and "minigrad-broken" in lenient.stderr
+    )
     assert "RuntimeError: half installed" in lenient.stderr and "MINIGRAD_STRICT_PLUGINS=1" in lenient.stderr
     strict = _python(code, PYTHONPATH=str(tmp_path), MINIGRAD_STRICT_PLUGINS="1")
     assert strict.returncode != 0 and "PluginLoadError" in strict.stderr and "half installed" in strict.stderr
@@ -133,6 +141,7 @@ def test_backward_steps_yields_each_node_before_its_gradient_flows():
 
 # -- the seed's ways -------------------------------------------------------------------------
 
+
 def lecture_tanh(self):
     """tanh written the lecture's way: a node made by hand and a closure."""
     x = self.data
@@ -140,7 +149,7 @@ def lecture_tanh(self):
     out = Value(t, (self,), "tanh")
 
     def _backward():
-        self.grad += (1 - t ** 2) * out.grad
+        self.grad += (1 - t**2) * out.grad
 
     out._backward = _backward
     return out
@@ -210,11 +219,14 @@ def test_backward_takes_a_seed_gradient_as_pytorch_does():
     assert z.grad.data == 12.0
 
 
-@pytest.mark.parametrize("f, point", [
-    (lambda x: x ** 0.5, 0.0),
-    (lambda x: 0.0 ** x, 0.5),
-    (lambda x: x.sqrt(), 0.0),
-])
+@pytest.mark.parametrize(
+    "f, point",
+    [
+        (lambda x: x**0.5, 0.0),
+        (lambda x: 0.0**x, 0.5),
+        (lambda x: x.sqrt(), 0.0),
+    ],
+)
 def test_create_graph_gives_the_plain_first_derivative_at_zero_bases(f, point):
     plain, graph = Value(point), Value(point)
     f(plain).backward()
@@ -223,15 +235,18 @@ def test_create_graph_gives_the_plain_first_derivative_at_zero_bases(f, point):
 
 
 def test_second_derivative_of_zero_to_the_y_composes():
-    assert grad(grad(lambda y: 0.0 ** y))(0.5) == 0.0
+    assert grad(grad(lambda y: 0.0**y))(0.5) == 0.0
 
 
-@pytest.mark.parametrize("f, torch_f, point", [
-    (lambda x: x.relu(), lambda t: t.relu(), math.nan),
-    (lambda x: x ** 0.5, lambda t: t ** 0.5, -0.0),
-    (lambda x: abs(x), lambda t: t.abs(), 0.0),
-    (lambda x: x.sqrt(), lambda t: t.sqrt(), 0.0),
-])
+@pytest.mark.parametrize(
+    "f, torch_f, point",
+    [
+        (lambda x: x.relu(), lambda t: t.relu(), math.nan),
+        (lambda x: x**0.5, lambda t: t**0.5, -0.0),
+        (lambda x: abs(x), lambda t: t.abs(), 0.0),
+        (lambda x: x.sqrt(), lambda t: t.sqrt(), 0.0),
+    ],
+)
 def test_edge_derivatives_match_pytorch(f, torch_f, point):
     x = Value(point)
     f(x).backward()
@@ -243,7 +258,7 @@ def test_edge_derivatives_match_pytorch(f, torch_f, point):
 
 def test_power_of_zero_to_nan_has_pytorch_s_exponent_partial():
     a, b = Value(0.0), Value(math.nan)
-    (a ** b).backward()
+    (a**b).backward()
     assert math.isnan(b.grad)
 
 
@@ -263,6 +278,7 @@ def test_forward_mode_agrees_with_reverse_mode_and_torch_func_jvp():
 
 
 # -- the doctor: anomaly detection -------------------------------------------------------------
+
 
 def test_detect_anomaly_names_the_forward_step_that_made_an_inf():
     w = Value(800.0, label="w")

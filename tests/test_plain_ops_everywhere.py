@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,10 +17,10 @@ import minigrad_nn.plugin
 import minigrad_ops
 import minigrad_replay
 import minigrad_replay.plugin
-from minigrad_core import OpSpec, Registry, Value, hookimpl, using
+from minigrad_core import Registry, Value, using
 from minigrad_nn.demo import DemoConfig, train
 
-SOFTSIGN_SOURCE = '''
+SOFTSIGN_SOURCE = """
 from minigrad_core import OpSpec, hookimpl
 
 def softsign(x):
@@ -34,7 +33,7 @@ def softsign_derivative(x, out):
 def minigrad_register_ops(register):
     register(OpSpec(name="softsign", arity=1, forward=softsign, derivative=softsign_derivative,
                     methods=("softsign",)))
-'''
+"""
 namespace: dict = {}
 exec(compile(SOFTSIGN_SOURCE, "softsign_plugin.py", "exec"), namespace)  # the same module the entry point loads
 
@@ -45,8 +44,9 @@ class SoftsignPlugin:
 
 @pytest.fixture
 def registry():
-    with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, minigrad_replay.plugin,
-                                     SoftsignPlugin())) as active:
+    with using(
+        Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, minigrad_replay.plugin, SoftsignPlugin())
+    ) as active:
         yield active
 
 
@@ -115,8 +115,10 @@ def test_the_demo_trains_and_draws_with_a_plain_op(registry, tmp_path, engine):
 
 
 def test_every_engine_gives_eager_numbers_for_a_plain_op(registry):
-    losses = {engine: train(DemoConfig(nonlin="softsign", steps=5, engine=engine, seed=2)).losses
-              for engine in ("eager", "batched", "replay")}
+    losses = {
+        engine: train(DemoConfig(nonlin="softsign", steps=5, engine=engine, seed=2)).losses
+        for engine in ("eager", "batched", "replay")
+    }
     for engine in ("batched", "replay"):
         assert losses[engine] == pytest.approx(losses["eager"], rel=1e-12)
 
@@ -136,17 +138,41 @@ def installed_softsign(tmp_path):
 
 
 def test_the_demo_command_trains_with_an_installed_plain_op(installed_softsign, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(installed_softsign), os.environ.get("PYTHONPATH", "")]),
-               MINIGRAD_PLUGINS="ops,nn,replay,softsign", MINIGRAD_STRICT_PLUGINS="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(installed_softsign), os.environ.get("PYTHONPATH", "")]),
+        MINIGRAD_PLUGINS="ops,nn,replay,softsign",
+        MINIGRAD_STRICT_PLUGINS="1",
+    )
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "minigrad_core", "demo", "--nonlin", "softsign", "--steps", "20",
-                             "--engine", "batched", "--out", str(out), "--no-progress"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minigrad_core",
+            "demo",
+            "--nonlin",
+            "softsign",
+            "--steps",
+            "20",
+            "--engine",
+            "batched",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert (out / "decision_boundary.png").stat().st_size > 10_000
-    listing = subprocess.run([sys.executable, "-m", "minigrad_core", "ops"], env=env, capture_output=True,
-                             text=True, timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "minigrad_core", "ops"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert "softsign" in listing.stdout and "softsign-plugin" in listing.stdout
 
 

@@ -17,11 +17,17 @@ from pathlib import Path
 import pytest
 
 from minigrad_core import (
-    OpSpecError, PluginLoadError, PluginLoadWarning, Registry, RegistrationError, Value, make_plugin_manager, using,
+    OpSpecError,
+    PluginLoadError,
+    PluginLoadWarning,
+    Registry,
+    Value,
+    make_plugin_manager,
+    using,
 )
 from minigrad_testing import GradientCheckError, check_op
 
-GOOD = '''
+GOOD = """
 import math
 from minigrad_core import OpSpec, hookimpl, ops
 
@@ -29,21 +35,21 @@ from minigrad_core import OpSpec, hookimpl, ops
 def minigrad_register_ops(register):
     register(OpSpec(name="good_sin", arity=1, forward=math.sin, derivative=lambda x, out: (ops.good_cos(x),)))
     register(OpSpec(name="good_cos", arity=1, forward=math.cos, derivative=lambda x, out: (-ops.good_sin(x),)))
-'''
+"""
 
 FAULTS = {
-    "raises_on_import": '''
+    "raises_on_import": """
 import missing_dependency_of_this_plugin
-''',
-    "duplicate_name": '''
+""",
+    "duplicate_name": """
 import math
 from minigrad_core import OpSpec, hookimpl
 
 @hookimpl
 def minigrad_register_ops(register):
     register(OpSpec(name="tanh", arity=1, forward=math.tanh, derivative=lambda x, out: (1 - out * out,)))
-''',
-    "wrong_arity": '''
+""",
+    "wrong_arity": """
 from minigrad_core import OpSpec, hookimpl
 
 AVERAGE = OpSpec(name="average", arity=2, forward=lambda a: a, derivative=lambda a, b, out: (0.5, 0.5))
@@ -51,36 +57,36 @@ AVERAGE = OpSpec(name="average", arity=2, forward=lambda a: a, derivative=lambda
 @hookimpl
 def minigrad_register_ops(register):
     register(AVERAGE)
-''',
-    "wrong_arity_in_hook": '''
+""",
+    "wrong_arity_in_hook": """
 from minigrad_core import OpSpec, hookimpl
 
 @hookimpl
 def minigrad_register_ops(register):
     register(OpSpec(name="twice", arity=1, forward=lambda x: 2 * x, derivative=lambda x, out: (2.0,),
                     operators=("__matmul__",)))
-''',
-    "wrong_partials": '''
+""",
+    "wrong_partials": """
 from minigrad_core import OpSpec, hookimpl
 
 @hookimpl
 def minigrad_register_ops(register):
     register(OpSpec(name="halve", arity=1, forward=lambda x: x / 2, derivative=lambda x, out: (0.5, 0.0)))
-''',
-    "hook_raises": '''
+""",
+    "hook_raises": """
 from minigrad_core import hookimpl
 
 @hookimpl
 def minigrad_register_ops(register):
     raise RuntimeError("the op table is not ready")
-''',
-    "bad_hook_arguments": '''
+""",
+    "bad_hook_arguments": """
 from minigrad_core import hookimpl
 
 @hookimpl
 def minigrad_register_ops(register, verbose):
     pass
-''',
+""",
 }
 
 

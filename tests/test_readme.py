@@ -28,7 +28,7 @@ def test_readme_names_the_two_setup_commands_that_ci_runs():
 
 def _python_block_after(heading: str) -> str:
     text = README.read_text()
-    section = text[text.index(heading):]
+    section = text[text.index(heading) :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match, f"no Python block under {heading!r}"
     return match.group(1)
@@ -49,7 +49,7 @@ def test_readme_training_loop_runs_and_learns():
     assert losses[-1] < losses[0] and losses[-1] == round(namespace["loss"].data, 4)
     text = README.read_text()
     shown = re.search(r"prints the loss, one line a step.*?```\n(.*?)```", text, re.S).group(1).splitlines()
-    assert shown == lines[:2] + ["..."] + lines[-1:]
+    assert shown == [*lines[:2], "...", *lines[-1:]]
 
 
 def test_readme_custom_op_block_registers_a_working_op():

@@ -7,8 +7,21 @@ import math
 import pytest
 
 from minigrad_core import (
-    OpSpec, RegistrationError, Registry, UnknownOpError, Value, get_registry, hookimpl, make_plugin_manager, op, ops,
-    register_op, register_plugin, unregister_op, unregister_plugin, using,
+    OpSpec,
+    RegistrationError,
+    Registry,
+    UnknownOpError,
+    Value,
+    get_registry,
+    hookimpl,
+    make_plugin_manager,
+    op,
+    ops,
+    register_op,
+    register_plugin,
+    unregister_op,
+    unregister_plugin,
+    using,
 )
 from minigrad_core.cli import ops_table
 from minigrad_testing import check_grads, check_op
@@ -23,7 +36,7 @@ def notebook():
 
 
 def cube_spec(**fields) -> OpSpec:
-    return OpSpec(name="cube", arity=1, forward=lambda x: x ** 3, derivative=lambda x, out: (3 * x * x,), **fields)
+    return OpSpec(name="cube", arity=1, forward=lambda x: x**3, derivative=lambda x, out: (3 * x * x,), **fields)
 
 
 def test_register_op_makes_a_method_and_a_function_then_unregister_removes_both():
@@ -46,8 +59,7 @@ def test_register_op_makes_a_method_and_a_function_then_unregister_removes_both(
 
 
 def test_the_op_decorator_registers_and_returns_the_op_as_a_function():
-    @op(derivative=lambda x, out: (1 - out * out,), formula="tanh(x) written out",
-        torch=lambda x: x.tanh())
+    @op(derivative=lambda x, out: (1 - out * out,), formula="tanh(x) written out", torch=lambda x: x.tanh())
     def my_tanh(x):
         return math.tanh(x)
 
@@ -111,15 +123,19 @@ def test_a_clash_with_an_installed_op_names_both_and_changes_nothing():
 
 
 def test_an_installed_op_cannot_be_unregistered_as_a_runtime_op():
-    with pytest.raises(RegistrationError, match=r"op 'tanh' was not registered at run time; it comes from "
-                                                r"plugin 'ops'"):
+    with pytest.raises(
+        RegistrationError,
+        match=r"op 'tanh' was not registered at run time; it comes from "
+        r"plugin 'ops'",
+    ):
         unregister_op("tanh")
 
 
 def test_a_method_name_that_would_replace_value_itself_is_refused_before_anything_changes():
     backward = Value.backward
-    with pytest.raises(RegistrationError,
-                       match=r"op 'backward' \(plugin 'runtime:backward'\) would replace Value's own"):
+    with pytest.raises(
+        RegistrationError, match=r"op 'backward' \(plugin 'runtime:backward'\) would replace Value's own"
+    ):
         register_op(OpSpec(name="backward", arity=1, forward=lambda x: x, derivative=lambda x, out: (1.0,)))
     assert Value.backward is backward and (Value(1.0) + 1).data == 2.0
 
@@ -153,8 +169,11 @@ def test_a_hook_without_the_marker_is_refused_with_a_hint():
         def minigrad_register_ops(self, register):
             register(cube_spec())
 
-    with pytest.raises(RegistrationError, match=r"plugin 'Forgetful' defines minigrad_register_ops but does not mark "
-                                                r"it with @hookimpl"):
+    with pytest.raises(
+        RegistrationError,
+        match=r"plugin 'Forgetful' defines minigrad_register_ops but does not mark "
+        r"it with @hookimpl",
+    ):
         register_plugin(Forgetful())
     assert "Forgetful" not in get_registry().plugins
 
@@ -165,8 +184,11 @@ def test_a_misspelt_hook_is_refused_naming_the_hooks():
         def minigrad_register_op(self, register):
             register(cube_spec())
 
-    with pytest.raises(RegistrationError, match=r"plugin 'Typo' implements 'minigrad_register_op', which is not a "
-                                                r"MiniGrad hook; the hooks are: minigrad_register_commands"):
+    with pytest.raises(
+        RegistrationError,
+        match=r"plugin 'Typo' implements 'minigrad_register_op', which is not a "
+        r"MiniGrad hook; the hooks are: minigrad_register_commands",
+    ):
         register_plugin(Typo())
     assert "Typo" not in get_registry().plugin_manager.minigrad_info
     register_plugin(Typo.__new__(Trig))  # the manager is still usable afterwards

@@ -77,7 +77,7 @@ def test_constructor_resolves_a_registered_op_by_symbol():
 def test_an_unregistered_op_text_is_a_label_and_backward_says_how_to_give_it_a_rule():
     node = Value(1.0, (Value(1.0),), "frobnicate")
     assert node._op == "frobnicate" and not node.is_leaf
-    with pytest.raises(MissingRuleError, match="frobnicate.*no _backward closure"):
+    with pytest.raises(MissingRuleError, match=r"frobnicate.*no _backward closure"):
         node.backward()
 
 
