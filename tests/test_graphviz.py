@@ -6,16 +6,17 @@ None of these tests needs Graphviz's `dot` program (see test_graphviz_render.py 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import random
 import re
 
 import graphviz
-import minigrad_ops
 import pytest
 
-from minigrad_core import Registry, Value, topological_order, using
+import minigrad_ops
+from minigrad_core import Registry, Value, using
 from minigrad_core.cli import main
-from minigrad_explain import node_names
+from minigrad_explain import node_names, reading_order
 from minigrad_graphviz import NO_BACKWARD_NOTE, by_label_prefix, draw_dot, groups_of, trace
 from minigrad_graphviz import plugin as graphviz_plugin
 
@@ -39,7 +40,13 @@ def seed_neuron():
     return o
 
 
-RECORD = re.compile(r'^\t(v\d+) \[id=\1 shape=record .*label="\{ (.*) \| data (\S+) \| grad (\S+) \}"\]$', re.M)
+# a record's fields are stacked: left to right unbraced "name | data X | grad Y"; top to
+# bottom braced "{ name | data X | grad Y }"
+RECORD = re.compile(
+    r"^\t(v\d+) \[id=\1 shape=record .*"
+    r'label="(?:\{ )?(.*) \| data (\S+) \| grad (\S+?)(?: \})?"\]$',
+    re.M,
+)
 OP = re.compile(r'^\t(v\d+)_op \[id=\1_op .*label="(.*)"\]$', re.M)
 EDGE = re.compile(r"^\t(\w+) -> (\w+) \[id=(\w+)\]$", re.M)
 
@@ -49,6 +56,7 @@ def records(source: str) -> dict[str, tuple[str, float, float]]:
 
 
 # -- trace ------------------------------------------------------------------------------------
+
 
 def test_trace_lists_nodes_and_edges_in_data_flow_order():
     o = seed_neuron()
@@ -75,13 +83,14 @@ def test_trace_is_iterative():
 
 # -- records, ops, edges ----------------------------------------------------------------------
 
+
 def test_seed_neuron_records_show_label_data_and_grad():
     o = seed_neuron()
     o.backward()
     dot = draw_dot(o)
     assert isinstance(dot, graphviz.Digraph) and dot.format == "svg"
     source = dot.source
-    order = topological_order(o)
+    order = reading_order(o)
     names = node_names(order)
     shown = records(source)
     assert len(shown) == len(order)
@@ -97,7 +106,7 @@ def test_seed_neuron_records_show_label_data_and_grad():
 def test_one_op_node_per_operation_with_its_symbol():
     o = seed_neuron()
     source = draw_dot(o).source
-    order = topological_order(o)
+    order = reading_order(o)
     ops = {m.group(1): m.group(2) for m in OP.finditer(source)}
     assert ops == {f"v{i}": n._op for i, n in enumerate(order) if n._spec is not None}
     assert sorted(ops.values()) == ["*", "*", "+", "+", "tanh"]
@@ -106,7 +115,7 @@ def test_one_op_node_per_operation_with_its_symbol():
 def test_edges_follow_the_data_flow():
     o = seed_neuron()
     source = draw_dot(o).source
-    order = topological_order(o)
+    order = reading_order(o)
     position = {id(n): i for i, n in enumerate(order)}
     expected = []
     for i, node in enumerate(order):
@@ -137,14 +146,22 @@ def test_rankdir_and_its_check():
 def test_labels_with_dot_syntax_are_escaped():
     x = Value(1.0, label='{a|b} <c> "d" \\e')
     source = draw_dot(x * 2).source
-    assert r'label="{ \{a\|b\} \<c\> \"d\" \\e | data 1.0000 | grad 0.0000 }"' in source
+    assert r'label="\{a\|b\} \<c\> \"d\" \\e | data 1.0000 | grad 0.0000"' in source
+    assert r'label="{ \{a\|b\} \<c\> \"d\" \\e | data 1.0000 | grad 0.0000 }"' in draw_dot(x * 2, rankdir="TB").source
 
 
 def test_numbers_are_drawn_with_four_decimals_or_four_digits():
     from minigrad_graphviz.drawing import format_value
 
     assert [format_value(x) for x in (0.0, -0.0, 0.70710678, -3, 123456.0, 1e-7, float("inf"))] == [
-        "0.0000", "0.0000", "0.7071", "-3.0000", "1.235e+05", "1e-07", "inf"]
+        "0.0000",
+        "0.0000",
+        "0.7071",
+        "-3.0000",
+        "1.235e+05",
+        "1e-07",
+        "inf",
+    ]
     assert format_value(Value(2.5)) == "2.5000"
 
 
@@ -153,7 +170,7 @@ def test_a_100000_node_graph_exports_to_dot():
     out = x
     for _ in range(50_000):
         out = out + 1.0  # each step adds a constant leaf and a sum: 2 values
-    order = topological_order(out)
+    order = reading_order(out)
     assert len(order) == 100_001
     out.backward()
     source = draw_dot(out).source
@@ -164,19 +181,26 @@ def test_a_100000_node_graph_exports_to_dot():
 
 # -- collapsing labelled subgraphs ------------------------------------------------------------
 
+
 def labelled_mlp(sizes=(2, 3, 3, 1), samples=2, seed=0):
     """A hand-built MLP whose parameters are labelled like minigrad_nn's: "L0.N1.w0", "L0.N1.b"."""
     rng = random.Random(seed)
     layers = []
-    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        layers.append([([Value(rng.uniform(-1, 1), label=f"L{index}.N{j}.w{i}") for i in range(n_in)],
-                        Value(0.1, label=f"L{index}.N{j}.b")) for j in range(n_out)])
+    for index, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(
+            [
+                (
+                    [Value(rng.uniform(-1, 1), label=f"L{index}.N{j}.w{i}") for i in range(n_in)],
+                    Value(0.1, label=f"L{index}.N{j}.b"),
+                )
+                for j in range(n_out)
+            ]
+        )
     loss = Value(0.0)
     for s in range(samples):
         activations = [Value(rng.uniform(-1, 1), label=f"x{s}_{i}") for i in range(sizes[0])]
         for layer in layers:
-            activations = [sum((w * a for w, a in zip(weights, activations)), bias).tanh()
-                           for weights, bias in layer]
+            activations = [sum((w * a for w, a in zip(weights, activations)), bias).tanh() for weights, bias in layer]
         loss = loss + (activations[0] - Value(1.0, label=f"y{s}")) ** 2
     return loss, layers
 
@@ -184,7 +208,7 @@ def labelled_mlp(sizes=(2, 3, 3, 1), samples=2, seed=0):
 def test_collapse_by_neuron_gives_one_box_per_neuron():
     loss, layers = labelled_mlp()
     loss.backward()
-    order = topological_order(loss)
+    order = reading_order(loss)
     groups = groups_of(order, 2)
     assert set(groups) - {None} == {f"L{k}.N{j}" for k, layer in enumerate(layers) for j in range(len(layer))}
     for node, group in zip(order, groups):
@@ -197,7 +221,7 @@ def test_collapse_by_neuron_gives_one_box_per_neuron():
     assert all(g is not None for _, g in tanh_nodes)
 
     source = draw_dot(loss, collapse=2).source
-    boxes = re.findall(r'^\t(g\d+) \[id=\1 shape=Mrecord .*label="\{ (\S+) \|', source, re.M)
+    boxes = re.findall(r'^\t(g\d+) \[id=\1 shape=Mrecord .*label="(\S+) \|', source, re.M)
     assert sorted(name for _, name in boxes) == sorted(set(groups) - {None})
     assert source.count("shape=record") == groups.count(None)
     assert "×2" in source  # two samples pass through each neuron: one edge, counted
@@ -205,7 +229,7 @@ def test_collapse_by_neuron_gives_one_box_per_neuron():
 
 def test_collapse_by_layer_and_by_mapping_and_function():
     loss, layers = labelled_mlp()
-    order = topological_order(loss)
+    order = reading_order(loss)
     by_layer = groups_of(order, 1)
     assert set(by_layer) - {None} == {"L0", "L1", "L2"}
     mapping = {f"L0.N{j}.{p}": "first layer" for j in range(3) for p in ("w0", "w1", "b")}
@@ -227,12 +251,13 @@ def test_collapsed_box_shows_its_output():
     out = (w * x + b).tanh()
     out.backward()
     source = draw_dot(out, collapse=1).source
-    assert re.search(r'label="\{ N \| 2 leaves, 3 ops \| out: data 1.0000 grad 1.0000 \}"', source)
+    assert re.search(r'label="N \| 2 leaves, 3 ops \| out: data 1.0000 grad 1.0000"', source)
     assert source.count("shape=record") == 1  # only x stays a record
     assert "v1 -> g0" in source or re.search(r"\tv\d+ -> g0 ", source)
 
 
 # -- the plugin ------------------------------------------------------------------------------
+
 
 def test_the_plugin_registers_an_exporter_and_the_graph_command(registry):
     assert set(registry.exporters) == {"graphviz"}
@@ -260,7 +285,7 @@ def test_graph_command_prints_dot_without_an_output_file(capsys):
     assert len(shown) == 10 and NO_BACKWARD_NOTE not in source
     grads = {name: grad for name, _, grad in shown.values()}
     assert (grads["x1"], grads["w1"], grads["x2"], grads["w2"], grads["b"]) == (-1.5, 1.0, 0.5, 0.0, 0.5)
-    assert main(args + ["--no-backward"]) == 0
+    assert main([*args, "--no-backward"]) == 0
     assert NO_BACKWARD_NOTE in capsys.readouterr().out
 
 

@@ -9,12 +9,12 @@ import shutil
 import struct
 import xml.etree.ElementTree as ElementTree
 
-import minigrad_ops
 import pytest
 
-from minigrad_core import Registry, Value, topological_order, using
+import minigrad_ops
+from minigrad_core import Registry, Value, using
 from minigrad_core.cli import main
-from minigrad_explain import node_names
+from minigrad_explain import node_names, reading_order
 from minigrad_explain.expr import build
 from minigrad_graphviz import GraphvizNotFound, RenderError, draw_dot, render, to_svg
 from minigrad_graphviz import plugin as graphviz_plugin
@@ -24,8 +24,10 @@ NEURON = "tanh(x1*w1 + x2*w2 + b)"
 SEED_ARGS = [NEURON] + [f"{k}={v!r}" for k, v in SEED.items()]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
-                               reason="Graphviz's dot is not installed (apt-get install graphviz; .ci/run installs it)")
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None,
+    reason="Graphviz's dot is not installed (apt-get install graphviz; .ci/run installs it)",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +68,13 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 # -- with dot ----------------------------------------------------------------------------------
 
+
 @needs_dot
 def test_svg_shows_every_value_with_its_data_and_grad(tmp_path):
     o = seed_output()
     path = render(o, tmp_path / "neuron.svg")
     shown = svg_records(path.read_text())
-    order = topological_order(o)
+    order = reading_order(o)
     names = node_names(order)
     for i, node in enumerate(order):
         name, data, grad = shown[f"v{i}"]
@@ -110,8 +113,14 @@ def test_awkward_labels_render(tmp_path):
 def test_a_drawn_graph_renders_too(tmp_path):
     dot = draw_dot(seed_output(), rankdir="TB")
     path = render(dot, tmp_path / "tb.png")
-    width, height = png_size(path.read_bytes())
-    assert height > width  # top to bottom
+    assert png_size(path.read_bytes())[0] > 100
+    svg = ElementTree.fromstring(render(dot, tmp_path / "tb.svg").read_text())
+    tops = {
+        g.get("id"): min(float(t.get("y")) for t in g.iter(f"{SVG_NS}text"))
+        for g in svg.iter(f"{SVG_NS}g")
+        if g.get("class") == "node"
+    }
+    assert tops["v0"] < tops["v2"] < tops["v9"]  # top to bottom: x1, then x1*w1, then the output
     with pytest.raises(TypeError, match="need a Value"):
         render(dot, tmp_path / "x.svg", rankdir="LR")
 
@@ -122,6 +131,7 @@ def test_collapsed_graphs_render(tmp_path):
     out = (w * x + b).tanh()
     out.backward()
     shown = svg_records(render(out, tmp_path / "collapsed.svg", collapse=1).read_text())
+    shown.pop("legend")
     assert shown["g0"][0] == "N" and len(shown) == 2  # one box, one record (x)
 
 
@@ -135,8 +145,9 @@ def test_the_seed_neuron_renders_from_the_cli(suffix, tmp_path, capsys):
     if suffix == ".dot":
         assert content.startswith(b"digraph minigrad {") and b"grad -1.5000" in content
     elif suffix == ".svg":
-        grads = {texts[0]: float(texts[2].split()[1]) for texts in svg_records(content.decode()).values()
-                 if len(texts) == 3}
+        grads = {
+            texts[0]: float(texts[2].split()[1]) for texts in svg_records(content.decode()).values() if len(texts) == 3
+        }
         assert (grads["x1"], grads["w1"], grads["x2"], grads["w2"], grads["b"]) == (-1.5, 1.0, 0.5, 0.0, 0.5)
     elif suffix == ".png":
         assert png_size(content)[0] > 600
@@ -152,8 +163,9 @@ def test_the_explorer_file_is_self_contained(tmp_path):
     assert not re.search(r"""\b(src|href)\s*=""", page)
     assert "<link" not in page and "@import" not in page and "url(" not in page
     assert page.count("<svg") == 1 and "<?xml" not in page and "<!DOCTYPE svg" not in page
-    data = json.loads(re.search(r'<script type="application/json" id="minigrad-data">(.*?)</script>',
-                                page, re.S).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="minigrad-data">(.*?)</script>', page, re.S).group(1)
+    )
     assert len(data["steps"]) == 10 and data["nodes"][data["root"]]["name"] == "n5"
     for i in range(len(data["nodes"])):
         assert f'id="v{i}"' in page  # every value can be found by the script
@@ -187,6 +199,7 @@ def test_jupyter_falls_back_to_text_on_huge_graphs():
 
 
 # -- without dot --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("suffix", [".svg", ".png", ".html"])
 def test_without_dot_the_source_is_written_and_the_message_says_how_to_install(suffix, tmp_path, without_dot):

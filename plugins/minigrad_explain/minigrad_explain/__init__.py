@@ -8,10 +8,34 @@ parser behind ``minigrad explain`` and ``minigrad graph``.
 backward loop of its own, so it shows exactly what ``backward()`` does.
 """
 
-from .explain import WHY_ACCUMULATE, WHY_TOPOLOGICAL, Explanation, Step, explain, format_number, node_names, ref, substitute
+from .explain import (
+    WHY_ACCUMULATE,
+    WHY_TOPOLOGICAL,
+    Explanation,
+    Step,
+    explain,
+    format_number,
+    node_names,
+    reading_order,
+    ref,
+    substitute,
+)
 from .expr import Expression, ExpressionError, build, parse, parse_bindings
 
 __all__ = [
-    "explain", "Explanation", "Step", "node_names", "format_number", "ref", "substitute",
-    "WHY_TOPOLOGICAL", "WHY_ACCUMULATE", "parse", "build", "parse_bindings", "Expression", "ExpressionError",
+    "explain",
+    "Explanation",
+    "Step",
+    "node_names",
+    "reading_order",
+    "format_number",
+    "ref",
+    "substitute",
+    "WHY_TOPOLOGICAL",
+    "WHY_ACCUMULATE",
+    "parse",
+    "build",
+    "parse_bindings",
+    "Expression",
+    "ExpressionError",
 ]

@@ -25,9 +25,16 @@ name used twice is one node whose gradient collects both contributions.
 from __future__ import annotations
 
 import ast
+import io
+import itertools
+import keyword
 import re
+import sys
+import tokenize
+import unicodedata
 import warnings
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from minigrad_core import MiniGradError, Value, apply
 
@@ -43,8 +50,16 @@ BINARY_OPERATORS = {
     ast.Div: ("/", ("__truediv__", "__rtruediv__")),
     ast.Pow: ("**", ("__pow__", "__rpow__")),
 }
-_REFUSED_OPERATORS = {ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
-                      ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^"}
+_REFUSED_OPERATORS = {
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.MatMult: "@",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitAnd: "&",
+    ast.BitXor: "^",
+}
 
 # What a learner would call each construct that is refused.
 _REFUSED = {
@@ -78,8 +93,14 @@ class ExpressionError(MiniGradError, ValueError):
     the problem has no single place.
     """
 
-    def __init__(self, message: str, text: str | None = None, line: int | None = None,
-                 column: int | None = None, end_column: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        text: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        end_column: int | None = None,
+    ):
         self.message, self.text = message, text
         self.line, self.column, self.end_column = line, column, end_column
         super().__init__(self._render())
@@ -114,14 +135,25 @@ class Expression:
 
         Numbers become leaf Values labelled with their name (one leaf per name).
         """
-        bound = dict(values or {})
-        bound.update(more)
+        bound: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
+        for name, given in [*(values or {}).items(), *more.items()]:
+            # Python reads identifiers in NFKC form ("ﬁ" is "fi"), and so does the parser: bind the same way
+            key = _identifier(name)
+            if key in bound and bound[key] is not given:
+                raise ExpressionError(
+                    f"{spelled[key]!r} and {name!r} are one name, {key!r}, as Python reads "
+                    f"identifiers (Unicode NFKC); give it one value"
+                )
+            bound[key], spelled[key] = given, name
         leaves = {}
         for name in self.names:
             if name not in bound:
                 known = ", ".join(sorted(bound)) or "none"
-                raise self._error(f"unknown name {name!r}: give it a value, e.g. {name}=1.0 "
-                                  f"(names given: {known})", _first_name(self.tree, name))
+                raise self._error(
+                    f"unknown name {name!r}: give it a value, e.g. {name}=1.0 (names given: {known})",
+                    _first_name(self.tree, name),
+                )
             given = bound[name]
             if isinstance(given, Value):
                 leaves[name] = given
@@ -144,8 +176,8 @@ class Expression:
                 stack.append((node, True))
                 stack.extend((child, False) for child in reversed(children))
                 continue
-            arguments = results[len(results) - len(children):] if children else []
-            del results[len(results) - len(children):]
+            arguments = results[len(results) - len(children) :] if children else []
+            del results[len(results) - len(children) :]
             results.append(self._combine(node, arguments, leaves))
         return results[0]
 
@@ -174,16 +206,19 @@ class Expression:
         raise self._error(f"{type(node).__name__} is not allowed here; an expression may use {ALLOWED}", node)
 
     def _call(self, node: ast.Call, arguments: list):
+        assert isinstance(node.func, ast.Name)  # checked by _call_problem
         spec = self._registry.ops[node.func.id]
-        positional, keyword_values = arguments[:len(node.args)], arguments[len(node.args):]
+        positional, keyword_values = arguments[: len(node.args)], arguments[len(node.args) :]
         n_inputs = len(positional) if spec.arity is None else spec.arity
         inputs, extra = positional[:n_inputs], positional[n_inputs:]
         params = dict(zip(spec.params, extra))
         params.update((kw.arg, value) for kw, value in zip(node.keywords, keyword_values))
         for name, value in params.items():
             if isinstance(value, Value):
-                raise self._error(f"parameter {name!r} of op {spec.name!r} must be a number, "
-                                  f"not an expression of named values", _param_node(node, spec, name))
+                raise self._error(
+                    f"parameter {name!r} of op {spec.name!r} must be a number, not an expression of named values",
+                    _param_node(node, spec, name),
+                )
         if all(not isinstance(x, Value) for x in inputs):
             # a call on numbers only is folded like any other constant sub-expression
             return apply(spec, inputs, params).data
@@ -198,6 +233,7 @@ class Expression:
 
 # -- parsing and checking ------------------------------------------------------------------
 
+
 def parse(text: str, registry=None) -> Expression:
     """Parse and check ``text``; raises ExpressionError at the first part that is not allowed."""
     if not isinstance(text, str):
@@ -207,25 +243,162 @@ def parse(text: str, registry=None) -> Expression:
 
         registry = get_registry()
     stripped = text.lstrip()  # Python's parser refuses leading spaces; columns still count them
-    skipped = text[:len(text) - len(stripped)]
-    shift = (skipped.count("\n") + skipped.count("\r") - skipped.count("\r\n"),
-             len(skipped) - max(skipped.rfind("\n"), skipped.rfind("\r")) - 1)
+    skipped = text[: len(text) - len(stripped)]
+    shift = (
+        skipped.count("\n") + skipped.count("\r") - skipped.count("\r\n"),
+        len(skipped) - max(skipped.rfind("\n"), skipped.rfind("\r")) - 1,
+    )
     if not stripped:
         raise ExpressionError("the expression is empty; an expression may use " + ALLOWED)
     try:
-        with warnings.catch_warnings():  # "invalid decimal literal" and such: the error says it
-            warnings.simplefilter("ignore")
-            tree = ast.parse(stripped, mode="eval")
+        try:
+            tree = _parse(stripped)
+        except (RecursionError, MemoryError):
+            chain = _parse_long_chain(stripped)
+            if chain is None:
+                raise
+            tree = chain
     except SyntaxError as error:
         raise _syntax_error(text, error, shift) from None
     except (RecursionError, MemoryError):
-        raise ExpressionError("the expression is nested too deeply to parse") from None
+        raise ExpressionError(_too_deep()) from None
     except ValueError as error:  # e.g. a null byte on some Python versions
         raise ExpressionError(f"cannot parse the expression: {error}") from None
-    expression = Expression(text, tree.body, (), registry, shift)
+    expression = Expression(text, tree, (), registry, shift)
     names = _check(expression, registry)
     expression.names = names
     return expression
+
+
+# Python's parser builds a tree as deep as a chain is long (a + b + c is (a + b) + c) and gives
+# up at about 3 x the recursion limit, ~3,000. A long chain of + and - (or * and /) is split at
+# its top-level operators, each term parsed on its own and the chain joined here, so
+# v0 + ... + v99999 parses.
+PARENTHESES_LIMIT = 200  # Python's parser: "too many nested parentheses"
+_ADDITIVE = {"+": ast.Add, "-": ast.Sub}
+_MULTIPLICATIVE = {"*": ast.Mult, "/": ast.Div}
+# Tokens that bind less tightly than + or *: a chain that holds one at its top level is left
+# to Python's parser whole (which refuses them anyway).
+_LOOSER = {",", ":", ":=", "=", "==", "!=", "<", ">", "<=", ">=", "|", "^", "&", "<<", ">>", "->", ";"}
+
+
+def _too_deep() -> str:
+    limit = 3 * sys.getrecursionlimit()
+    return (
+        f"the expression is nested too deeply to parse: Python's parser accepts at most about {limit:,} "
+        f"nested operations (unary minus, ** or calls inside one another) and {PARENTHESES_LIMIT} levels of "
+        f"parentheses; long sums and products (a + b + ... and a * b * ...) have no such limit"
+    )
+
+
+def _parse(source: str) -> ast.expr:
+    with warnings.catch_warnings():  # "invalid decimal literal" and such: the error says it
+        warnings.simplefilter("ignore")
+        return ast.parse(source, mode="eval").body
+
+
+def _parse_long_chain(source: str) -> ast.expr | None:
+    """``source`` parsed term by term when it is a chain of + - (or of * /) at its top level,
+    as Python would parse it whole; None when it is not such a chain (then parse it whole)."""
+    try:
+        tokens = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER)
+        ]
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None  # Python's parser will say what is wrong
+    lines = source.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    return _chain(source, tokens, 0, len(tokens), _ADDITIVE, lines, starts)
+
+
+def _chain(source, tokens, first, stop, operators, lines, starts) -> ast.expr | None:
+    """The tokens [first, stop) as a left-to-right chain of ``operators``, or None."""
+    splits, depth, previous = [], 0, None
+    for k in range(first, stop):
+        token = tokens[k]
+        if token.type == tokenize.OP and token.string in "([{":
+            depth += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth -= 1
+        elif depth == 0:
+            if token.string in _LOOSER or (token.type == tokenize.NAME and keyword.iskeyword(token.string)):
+                return None
+            if operators is _MULTIPLICATIVE and token.string in ("+", "-", "%", "//", "@") and _binary(previous):
+                return None
+            if token.string in operators and _binary(previous):
+                splits.append(k)
+        previous = token
+    if not splits:
+        if operators is _ADDITIVE:
+            return _chain(source, tokens, first, stop, _MULTIPLICATIVE, lines, starts)
+        return None
+    bounds = [first, *splits, stop]
+    tree = None
+    for a, b in itertools.pairwise(bounds):
+        start = a if a == first else a + 1  # after the operator
+        if start >= b:
+            return None  # an operator with nothing after it: Python's parser says so
+        term = _term(source, tokens, start, b, operators, lines, starts)
+        if term is None:
+            return None
+        if tree is None:
+            tree = term
+            continue
+        # the chain so far spans from its first token to this term's last (parentheses included)
+        (line, column), (end_line, end_column) = tokens[first].start, tokens[b - 1].end
+        tree = ast.BinOp(
+            left=tree,
+            op=operators[tokens[a].string](),
+            right=term,
+            lineno=line,
+            col_offset=_bytes(lines[line - 1][:column]),
+            end_lineno=end_line,
+            end_col_offset=_bytes(lines[end_line - 1][:end_column]),
+        )
+    return tree
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))  # ast columns count UTF-8 bytes
+
+
+def _term(source, tokens, start, stop, operators, lines, starts) -> ast.expr | None:
+    """One term of a chain, parsed on its own, with its positions moved to where it stands."""
+    (row, column), (end_row, end_column) = tokens[start].start, tokens[stop - 1].end
+    text = source[starts[row - 1] + column : starts[end_row - 1] + end_column]
+    try:
+        term = _parse(text)
+    except (RecursionError, MemoryError):
+        if operators is _ADDITIVE:  # a long product inside a long sum
+            return _chain(source, tokens, start, stop, _MULTIPLICATIVE, lines, starts)
+        return None
+    except SyntaxError:
+        return None  # parsed whole, the error points at the right place
+    shift = _bytes(lines[row - 1][:column])
+    for node in ast.walk(term):
+        if isinstance(node, (ast.expr, ast.keyword)) and node.end_lineno is not None:
+            if node.lineno == 1:
+                node.col_offset += shift
+            if node.end_lineno == 1 and node.end_col_offset is not None:
+                node.end_col_offset += shift
+            node.lineno += row - 1
+            node.end_lineno += row - 1
+    return term
+
+
+def _binary(previous) -> bool:
+    """Whether + or - after ``previous`` is a binary operator (not a sign)."""
+    if previous is None:
+        return False
+    if previous.type in (tokenize.NUMBER, tokenize.STRING):
+        return True
+    if previous.type == tokenize.NAME:
+        return not keyword.iskeyword(previous.string)
+    return previous.string in (")", "]", "}")
 
 
 def build(text: str, values: Mapping[str, Any] | None = None, registry=None, **more: Any) -> Value:
@@ -238,7 +411,7 @@ def parse_bindings(items: Iterable[str]) -> dict[str, float]:
     bindings: dict[str, float] = {}
     for item in items:
         name, equals, number = item.partition("=")
-        name, number = name.strip(), number.strip()
+        name, number = _identifier(name.strip()), number.strip()
         if not equals or not name.isidentifier():
             raise ExpressionError(f"{item!r} is not a binding: write NAME=VALUE, e.g. x1=2.0")
         if name.startswith("_"):
@@ -255,7 +428,7 @@ def parse_bindings(items: Iterable[str]) -> dict[str, float]:
 def _check(expression: Expression, registry) -> tuple[str, ...]:
     """Walk the tree in source order; refuse any node outside the allow-list."""
     operators = {dunder for spec in registry.ops.values() for dunder in spec.operators}
-    names: list[str] = []
+    names: dict[str, None] = {}  # in source order; a dict, so a long sum of names stays linear
     stack: list[ast.AST] = [expression.tree]
     while stack:
         node = stack.pop()
@@ -264,7 +437,7 @@ def _check(expression: Expression, registry) -> tuple[str, ...]:
             message, where = problem
             raise expression._error(message, where)
         if isinstance(node, ast.Name) and node.id not in names:
-            names.append(node.id)
+            names[node.id] = None
         stack.extend(reversed(_children(node)))
     return tuple(names)
 
@@ -293,8 +466,10 @@ def _problem(node: ast.AST, registry, operators: set[str]):
                 return f"the operator {symbol!r} is not provided by any loaded op", _operator_node(node, symbol)
             return None
         symbol = _REFUSED_OPERATORS.get(type(node.op), type(node.op).__name__)
-        return (f"the operator {symbol!r} is not allowed; allowed operators: + - * / ** and unary -",
-                _operator_node(node, symbol))
+        return (
+            f"the operator {symbol!r} is not allowed; allowed operators: + - * / ** and unary -",
+            _operator_node(node, symbol),
+        )
     if isinstance(node, ast.UnaryOp):
         if isinstance(node.op, ast.USub):
             if "__neg__" not in operators:
@@ -365,6 +540,12 @@ def _arity_message(spec, n_given: int) -> str:
 
 # -- helpers ----------------------------------------------------------------------------------
 
+
+def _identifier(name):
+    """A name as Python reads it in source: in Unicode normal form NFKC ("ﬁ" -> "fi")."""
+    return unicodedata.normalize("NFKC", name) if isinstance(name, str) else name
+
+
 def _children(node: ast.AST) -> list[ast.AST]:
     """The sub-expressions evaluation needs, in source order (only for allowed nodes)."""
     if isinstance(node, ast.BinOp):
@@ -381,7 +562,7 @@ _BINARY = {
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a ** b,
+    ast.Pow: lambda a, b: a**b,
 }
 
 
@@ -406,7 +587,7 @@ def _param_node(call: ast.Call, spec, name: str) -> ast.AST:
     for kw in call.keywords:
         if kw.arg == name:
             return kw.value
-    extra = call.args[spec.arity:] if spec.arity is not None else []
+    extra = call.args[spec.arity :] if spec.arity is not None else []
     for param, argument in zip(spec.params, extra):
         if param == name:
             return argument
@@ -439,7 +620,8 @@ class _OperatorSearch(_Span):
 def _attribute_node(node: ast.Attribute):
     # point at ".attr", which ends where the node ends
     width = len(node.attr.encode("utf-8")) + 1
-    return _Span(node.end_lineno, max(node.end_col_offset - width, 0), node.end_lineno, node.end_col_offset)
+    end = node.end_col_offset if node.end_col_offset is not None else node.col_offset + width
+    return _Span(node.end_lineno, max(end - width, 0), node.end_lineno, end)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -473,6 +655,8 @@ def _position(text: str, node, shift: tuple[int, int]) -> tuple[int, int, int | 
 
 def _syntax_error(text: str, error: SyntaxError, shift: tuple[int, int]) -> ExpressionError:
     message = f"cannot parse the expression: {error.msg}"
+    if "too many nested parentheses" in str(error.msg):
+        message += f" (Python's parser allows at most {PARENTHESES_LIMIT} levels)"
     if error.lineno is None or error.offset is None:
         return ExpressionError(message, text)
     line_shift, column_shift = shift

@@ -13,7 +13,7 @@ HELP = "narrate the backward pass of an expression, step by step"
 def configure(parser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
-        "example:\n  minigrad explain \"tanh(x1*w1 + x2*w2 + b)\" x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n\n"
+        'example:\n  minigrad explain "tanh(x1*w1 + x2*w2 + b)" x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n\n'
         "The expression may use numbers, the bound names, + - * / ** and unary -, and any registered\n"
         "op as a function (see `minigrad ops`); it is parsed, never evaluated as Python."
     )

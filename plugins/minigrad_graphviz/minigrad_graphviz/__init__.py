@@ -13,6 +13,16 @@ from .explorer import explorer_html
 from .rendering import FORMATS, GraphvizNotFound, RenderError, dot_available, render, to_svg
 
 __all__ = [
-    "trace", "draw_dot", "by_label_prefix", "groups_of", "render", "to_svg", "explorer_html",
-    "dot_available", "GraphvizNotFound", "RenderError", "FORMATS", "NO_BACKWARD_NOTE",
+    "trace",
+    "draw_dot",
+    "by_label_prefix",
+    "groups_of",
+    "render",
+    "to_svg",
+    "explorer_html",
+    "dot_available",
+    "GraphvizNotFound",
+    "RenderError",
+    "FORMATS",
+    "NO_BACKWARD_NOTE",
 ]

@@ -28,15 +28,35 @@ def configure(parser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("expression", help='the expression, e.g. "tanh(x*w + b)"')
     parser.add_argument("bindings", nargs="*", metavar="NAME=VALUE", help="a number for each name")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help=f"where to write; the suffix picks the format: {' '.join(FORMATS)} "
-                             f"(default: print the DOT source)")
-    parser.add_argument("--rankdir", default="LR", choices=("LR", "TB", "RL", "BT"),
-                        help="layout direction (default LR: inputs on the left)")
-    parser.add_argument("--collapse", type=int, metavar="DEPTH",
-                        help="fold values whose labels share their first DEPTH dot-separated parts into one box")
-    parser.add_argument("--no-backward", action="store_true",
-                        help="draw the graph as built, before any backward pass")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help=f"where to write; the suffix picks the format: {' '.join(FORMATS)} (default: print the DOT source)",
+    )
+    parser.add_argument(
+        "--rankdir",
+        default="LR",
+        choices=("LR", "TB", "RL", "BT"),
+        help="layout direction (default LR: inputs on the left)",
+    )
+    parser.add_argument(
+        "--collapse",
+        type=_depth,
+        metavar="DEPTH",
+        help="fold values whose labels share their first DEPTH dot-separated parts into one "
+        "box: with labels like L0.N3.w1, 2 draws one box per neuron (L0.N3), 1 one per "
+        "layer (L0)",
+    )
+    parser.add_argument("--no-backward", action="store_true", help="draw the graph as built, before any backward pass")
+
+
+def _depth(text: str) -> int:
+    if not (text.strip().isdigit() and int(text) >= 1):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a whole number of label parts, 1 or more, got {text!r}")
+    return int(text)
 
 
 def run(args) -> int:

@@ -1,6 +1,6 @@
 // MiniGrad explorer: steps through a backward pass drawn as inline SVG.
-// The steps come from minigrad_core.explain as JSON in #minigrad-data; the SVG's
-// elements carry ids from minigrad_graphviz.drawing: v{i} (value i in topological
+// The steps come from minigrad_explain.explain as JSON in #minigrad-data; the SVG's
+// elements carry ids from minigrad_graphviz.drawing: v{i} (value i in reading
 // order), v{i}_op (the op that made it), e{i}_{k} (edge from its k-th input).
 (function () {
   "use strict";
@@ -112,11 +112,13 @@
 
   function describeOp(i) {
     var n = nodes[i];
+    // Formulas in the graph's own names: the op's generic input names ("b" for the second
+    // input of *) would clash with the learner's own (a bias called b).
     var parts = [line("op", n.symbol + (n.symbol !== n.op ? "  (" + n.op + ")" : "")),
-                 line("formula", n.formula), line("computes", n.definition)];
-    n.derivative_formula.forEach(function (f, k) {
+                 line("computes", n.definition)];
+    n.derivative_named.forEach(function (f, k) {
       var input = nodes[n.inputs[k]];
-      if (input) { parts.push(line("d " + n.name + " / d " + input.name + " =", f)); }
+      if (input && f) { parts.push(line("d " + n.name + " / d " + input.name + " =", f)); }
     });
     parts.push(line("data", fmt(n.data)));
     parts.push(line("grad", grads[i] === null ? "not computed yet" : fmt(grads[i])));

@@ -18,28 +18,31 @@ import json
 from importlib import resources
 
 from minigrad_core import MiniGradError, Value
-from minigrad_explain import explain, format_number
+from minigrad_explain import explain, format_number, reading_order
 
 from .drawing import draw_dot
-from .rendering import dot_available, GraphvizNotFound, run_dot, strip_svg_preamble
+from .rendering import GraphvizNotFound, dot_available, run_dot, strip_svg_preamble
 
 MAX_NODES = 3000  # dot needs minutes beyond this, and no learner can follow it
 
 
-def explorer_html(root: Value, rankdir: str = "LR", digits: int = 4, title: str | None = None,
-                  max_nodes: int = MAX_NODES, **ignored) -> str:
+def explorer_html(
+    root: Value, rankdir: str = "LR", digits: int = 4, title: str | None = None, max_nodes: int = MAX_NODES, **ignored
+) -> str:
     """The explorer page for ``root``'s backward pass, as one self-contained HTML string."""
     if not isinstance(root, Value):
         raise TypeError(f"explorer_html() takes a Value, got {root!r} of type {type(root).__name__}")
-    explanation = explain(root, digits=digits)
-    if len(explanation.order) > max_nodes:
+    # Counted before anything else: explaining or drawing a graph too big to show is wasted time.
+    n_values = len(reading_order(root))
+    if n_values > max_nodes:
         raise MiniGradError(
-            f"the explorer draws at most {max_nodes} values and this graph has {len(explanation.order)}: "
+            f"the explorer draws at most {max_nodes:,} values and this graph has {n_values:,}: "
             f"explore a smaller graph (one neuron, one sample), or export a collapsed picture with "
             f"draw_dot(root, collapse=2)"
         )
     if not dot_available():
         raise GraphvizNotFound(None, None)
+    explanation = explain(root, digits=digits)
     # Drawn with the final gradients, so each record is wide enough for its number; the
     # page then hides every gradient until the step that computes it.
     svg = strip_svg_preamble(run_dot(draw_dot(root, rankdir=rankdir, note=False), "svg").decode("utf-8"))
@@ -47,7 +50,7 @@ def explorer_html(root: Value, rankdir: str = "LR", digits: int = 4, title: str 
     data["text"] = explanation.text
     heading = f"{explanation.definitions[-1]} = {format_number(root.data, digits)}"
     page_title = title or f"MiniGrad explorer: {heading}"
-    return PAGE.format(
+    page = PAGE.format(
         title=html.escape(page_title),
         heading=html.escape(heading),
         css=_asset("explorer.css"),
@@ -55,6 +58,8 @@ def explorer_html(root: Value, rankdir: str = "LR", digits: int = 4, title: str 
         data=_script_json(data),
         js=_asset("explorer.js"),
     )
+    # a lone surrogate in a label ("\udcff") shows as its escape: the page must encode as UTF-8
+    return page.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _asset(name: str) -> str:

@@ -3,6 +3,8 @@ the ``minigrad graph`` command. Entry point ``graphviz`` in the group ``minigrad
 
 from __future__ import annotations
 
+from typing import Any
+
 from minigrad_core import hookimpl, topological_order
 
 from . import command
@@ -25,9 +27,11 @@ class GraphvizExporter:
     def mimebundle(self, value) -> dict:
         text = repr(value)
         order = topological_order(value)
-        options = {}
-        too_large = {"text/plain": f"{text}\n(a graph of {len(order)} values: too large to draw here; "
-                                   f"use minigrad_graphviz.render(value, 'graph.svg', collapse=...) )"}
+        options: dict[str, Any] = {}
+        too_large = {
+            "text/plain": f"{text}\n(a graph of {len(order)} values: too large to draw here; "
+            f"use minigrad_graphviz.render(value, 'graph.svg', collapse=...) )"
+        }
         if len(order) > JUPYTER_MAX_NODES:
             # too many to draw one by one: try one box per labelled neuron ("L0.N3...")
             options["collapse"] = by_label_prefix(2)

@@ -3,6 +3,9 @@
 SVG and PNG (and the explorer's inline SVG) need Graphviz's ``dot`` program. When it is
 missing, the DOT source is written next to the requested file and ``GraphvizNotFound``
 says how to install Graphviz; no traceback from the graphviz package reaches the user.
+A graph that ``dot`` cannot take (a label longer than it reads, more nodes than it lays
+out) is refused before ``dot`` runs, with a ``RenderError`` that says which limit; the DOT
+source is still written.
 """
 
 from __future__ import annotations
@@ -13,14 +16,24 @@ import subprocess
 from pathlib import Path
 
 import graphviz
+
 from minigrad_core import MiniGradError, Value
 
 from .drawing import draw_dot
 
 FORMATS = (".dot", ".svg", ".png", ".html")
 
-INSTALL_HINT = ("Install Graphviz: on Debian/Ubuntu `sudo apt-get install graphviz`, on macOS "
-                "`brew install graphviz`, with conda `conda install graphviz`.")
+# Graphviz's scanner reads a quoted string into a 16,384-byte buffer ("longer than 16384?"):
+# 16,381 bytes fit between the quotes (measured with dot 2.43).
+MAX_DOT_STRING = 16_381
+# Nodes (values, ops and boxes) that dot is asked to lay out: a chain of 2,000 values (6,000
+# nodes) takes it about 20 s, its time grows faster than the size, and it crashed on 100,000.
+MAX_DOT_NODES = 20_000
+
+INSTALL_HINT = (
+    "Install Graphviz: on Debian/Ubuntu `sudo apt-get install graphviz`, on macOS "
+    "`brew install graphviz`, with conda `conda install graphviz`."
+)
 
 
 class GraphvizNotFound(MiniGradError, RuntimeError):
@@ -29,8 +42,10 @@ class GraphvizNotFound(MiniGradError, RuntimeError):
     def __init__(self, wanted: Path | None, dot_path: Path | None):
         self.wanted, self.dot_path = wanted, dot_path
         if wanted is None:
-            message = ("Graphviz's `dot` program is not installed (not found on PATH), so the graph "
-                       f"cannot be drawn. {INSTALL_HINT}")
+            message = (
+                "Graphviz's `dot` program is not installed (not found on PATH), so the graph "
+                f"cannot be drawn. {INSTALL_HINT}"
+            )
         else:
             if wanted.suffix.lower() in (".svg", ".png"):
                 then = f"run `dot -T{wanted.suffix.lower()[1:]} {dot_path} -o {wanted}`, or run this command again."
@@ -48,6 +63,7 @@ class RenderError(MiniGradError, RuntimeError):
 
 
 def dot_available() -> bool:
+    """Whether Graphviz's ``dot`` program is on PATH."""
     return shutil.which("dot") is not None
 
 
@@ -61,8 +77,10 @@ def render(graph, path, **draw_options) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise RenderError(f"cannot write {path}: unknown format {path.suffix or '(no suffix)'!r}; "
-                          f"the file name must end in one of {', '.join(FORMATS)}")
+        raise RenderError(
+            f"cannot write {path}: unknown format {path.suffix or '(no suffix)'!r}; "
+            f"the file name must end in one of {', '.join(FORMATS)}"
+        )
     if suffix == ".html":
         if not isinstance(graph, Value):
             raise RenderError(f"cannot write {path}: the HTML explorer needs the Value itself, not a drawn graph")
@@ -79,12 +97,40 @@ def render(graph, path, **draw_options) -> Path:
     if suffix == ".dot":
         _write(path, digraph.source)
         return path
-    if not dot_available():
+    problem = too_much_for_dot(digraph)
+    if problem or not dot_available():
         dot_path = path.with_suffix(".dot")
         _write(dot_path, digraph.source)
+        if problem:
+            raise RenderError(f"cannot draw {path}: {problem}. The graph's DOT source was written to {dot_path}.")
         raise GraphvizNotFound(path, dot_path)
     _write(path, run_dot(digraph, suffix.lstrip(".")))
     return path
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def too_much_for_dot(digraph: graphviz.Digraph) -> str | None:
+    """Why Graphviz's ``dot`` cannot draw this graph, or None when it can: checked before
+    running it, since dot fails on these with an obscure message or a crash."""
+    nodes = sum(1 for line in digraph.body if " -> " not in line)
+    if nodes > MAX_DOT_NODES:
+        return (
+            f"the graph has {nodes:,} nodes to lay out and Graphviz's dot handles at most {MAX_DOT_NODES:,} "
+            f"(it takes minutes well before that); draw less of it, e.g. collapse=2 (one box per neuron) "
+            f"or collapse=1 (one box per layer)"
+        )
+    longest = 0
+    for match in _QUOTED.finditer(digraph.source):
+        if match.end() - match.start() > MAX_DOT_STRING // 4:  # may be long in UTF-8 bytes
+            longest = max(longest, len(match.group().encode("utf-8", "backslashreplace")) - 2)
+    if longest > MAX_DOT_STRING:
+        return (
+            f"one label is {longest:,} bytes long in the DOT source and Graphviz reads at most "
+            f"{MAX_DOT_STRING:,} bytes in one quoted string; give that value a shorter label"
+        )
+    return None
 
 
 def to_svg(graph, timeout: float | None = None, **draw_options) -> str:
@@ -97,14 +143,22 @@ def to_svg(graph, timeout: float | None = None, **draw_options) -> str:
 
 def run_dot(digraph: graphviz.Digraph, fmt: str, timeout: float | None = None) -> bytes:
     """Lay the graph out with Graphviz's ``dot`` and return the file's bytes."""
+    problem = too_much_for_dot(digraph)
+    if problem:
+        raise RenderError(f"cannot draw this graph: {problem}")
     try:
-        done = subprocess.run(["dot", f"-T{fmt}"], input=digraph.source.encode("utf-8"),
-                              capture_output=True, timeout=timeout)
+        done = subprocess.run(
+            ["dot", f"-T{fmt}"],
+            input=digraph.source.encode("utf-8", "backslashreplace"),
+            capture_output=True,
+            timeout=timeout,
+        )
     except FileNotFoundError:
         raise GraphvizNotFound(None, None) from None
     except subprocess.TimeoutExpired:
-        raise RenderError(f"Graphviz's dot took longer than {timeout:g} s to lay out this graph; "
-                          f"draw less of it (collapse=...)") from None
+        raise RenderError(
+            f"Graphviz's dot took longer than {timeout:g} s to lay out this graph; draw less of it (collapse=...)"
+        ) from None
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", "replace").strip()
         raise RenderError(f"Graphviz's dot failed to draw the graph as {fmt}: {detail or done.returncode}")
@@ -139,7 +193,7 @@ def _write(path: Path, content) -> None:
     try:
         if isinstance(content, bytes):
             path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+        else:  # a lone surrogate in a label is written as its escape, not a UnicodeEncodeError
+            path.write_text(content, encoding="utf-8", errors="backslashreplace")
     except OSError as error:
         raise RenderError(f"cannot write {path}: {error.strerror or error}") from None
