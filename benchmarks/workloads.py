@@ -339,3 +339,154 @@ def minigrad_wide(n: int):
 def closure_wide(n: int):
     rng = random.Random(n)
     return _pairwise_sum([ClosureValue(rng.random()) for _ in range(n)])
+
+
+# -- lifting (#12): forward + backward over a whole batch, against PyTorch batched ----------------
+#
+# Each ``make_*`` below returns a function that runs one forward and backward pass over the
+# whole batch and leaves the gradients in the parameters (``.grad`` of the Values, or of the
+# tensors), returning the loss: what ``record_batch(...).backward(X, Y, reduce="mean")``
+# does, and PyTorch's ``loss.backward()`` after setting every ``grad`` to None.
+
+@dataclass
+class Network:
+    """A classification task for an MLP: inputs, labels, and the initial weights per layer."""
+
+    name: str
+    X: object  # numpy array (examples, inputs)
+    labels: object  # numpy int array: class indices (or, for the demo, 0/1)
+    weights: list  # per layer, per neuron: (list of weights, bias)
+    loss: str  # "hinge" (with ALPHA * L2) or "softmax"
+
+
+def digits_arrays():
+    """The 8x8 digits as (X scaled to [0, 1], labels): minigrad_nn.datasets.load_digits if it
+    is there, else random data of the same shape (1,797 x 64, 10 classes)."""
+    import numpy as np
+
+    from minigrad_nn import datasets
+
+    try:
+        X, y = datasets.load_digits()
+        return np.asarray(X, dtype=float) / 16.0, np.asarray(y), "sklearn's 8x8 digits"
+    except (AttributeError, FileNotFoundError):
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 17, (1797, 64)) / 16.0, rng.integers(0, 10, 1797), "random data of digits' shape"
+
+
+def network(name: str, sizes: list, seed: int = 1) -> Network:
+    import numpy as np
+
+    import minigrad_nn
+
+    if name == "demo":
+        problem = demo_problem()
+        X, labels, loss = np.array(problem.X), (np.array(problem.y) > 0).astype(np.int64), "hinge"
+    else:
+        X, labels, _ = digits_arrays()
+        loss = "softmax"
+    minigrad_nn.seed(seed)
+    model = minigrad_nn.MLP(sizes[0], sizes[1:], nonlin="relu", out_nonlin=None)
+    weights = [[([w.data for w in n.w], n.b.data) for n in layer.neurons] for layer in model.layers]
+    return Network(name, X, labels, weights, loss)
+
+
+def fused_model(net: Network):
+    """minigrad_nn.MLP (fused weighted_sum neurons) holding the network's initial weights."""
+    import minigrad_nn
+
+    sizes = [len(net.weights[0][0][0])] + [len(layer) for layer in net.weights]
+    model = minigrad_nn.MLP(sizes[0], sizes[1:], nonlin="relu", out_nonlin=None)
+    for layer, weights in zip(model.layers, net.weights):
+        for neuron, (ws, b) in zip(layer.neurons, weights):
+            for w, value in zip(neuron.w, ws):
+                w.data = value
+            neuron.b.data = b
+    return model
+
+
+class LectureMLP:
+    """The lecture's MLP: each neuron ``sum((wi * xi for wi, xi in zip(w, x)), b)``, then relu."""
+
+    def __init__(self, net: Network):
+        from minigrad_core import Value
+
+        self.layers = [[([Value(w) for w in ws], Value(b)) for ws, b in layer] for layer in net.weights]
+
+    def __call__(self, x):
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = [sum((wi * xi for wi, xi in zip(ws, x)), b) for ws, b in layer]
+            if i != last:
+                x = [v.relu() for v in x]
+        return x
+
+    def parameters(self):
+        return [p for layer in self.layers for ws, b in layer for p in (*ws, b)]
+
+
+def make_lifted_pass(net: Network, style: str = "fused", lift: bool = True):
+    """MiniGrad: one example's loss recorded once, run for the whole batch (lifted, or as
+    batched replay with ``lift=False``); the demo's L2 term inside each example's loss."""
+    import numpy as np
+
+    from minigrad_nn import losses
+    from minigrad_replay import record_batch
+
+    model = fused_model(net) if style == "fused" else LectureMLP(net)
+    params = model.parameters()
+    forward = model.forward if style == "fused" else model
+
+    if net.loss == "hinge":
+        targets = 2.0 * net.labels - 1.0
+
+        def example_loss(x, t):
+            return losses.hinge([forward(x)[0]], [t]) + losses.l2(params, ALPHA)
+    else:
+        targets = np.eye(int(net.labels.max()) + 1)[net.labels]  # one-hot: one graph serves every label
+
+        def example_loss(x, one_hot):
+            z = forward(x)
+            return losses.logsumexp(z) - sum(t * zi for t, zi in zip(one_hot, z))
+
+    batched = record_batch(example_loss, net.X[0], targets[0], lift=lift)
+    X = net.X
+
+    def forward_backward():
+        for p in params:
+            p.grad = 0.0
+        return batched.backward(X, targets, reduce="mean")
+
+    forward_backward.params = params
+    return forward_backward
+
+
+def make_torch_pass(net: Network):
+    """PyTorch on whole tensors (float64, one thread): the same forward and backward pass."""
+    import torch
+
+    torch.set_num_threads(1)
+    weights = [torch.tensor([ws for ws, _ in layer], dtype=torch.float64, requires_grad=True) for layer in net.weights]
+    biases = [torch.tensor([b for _, b in layer], dtype=torch.float64, requires_grad=True) for layer in net.weights]
+    params = [p for pair in zip(weights, biases) for p in pair]
+    X = torch.tensor(net.X, dtype=torch.float64)
+    labels = torch.tensor(net.labels)
+    signs = 2.0 * labels.to(torch.float64) - 1.0
+
+    def forward_backward():
+        h = X
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            h = torch.addmm(b, h, W.T)
+            if i != len(weights) - 1:
+                h = h.relu()
+        if net.loss == "hinge":
+            loss = (1 - signs * h[:, 0]).relu().mean() + ALPHA * sum((p * p).sum() for p in params)
+        else:
+            loss = torch.nn.functional.cross_entropy(h, labels)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        return loss.item()
+
+    forward_backward.params = params
+    return forward_backward

@@ -4,8 +4,10 @@
 
 Prints the median time per step of: eager (build the graph from Values, then backward()),
 scalar replay (``record`` once, then ``tape.backward``), the ``batched`` engine (the whole
-graph with numpy, level by level) and batched replay (one example's graph over the batch,
-plus a replay of the L2 term). The replays' numbers are checked against eager's first.
+graph with numpy, level by level), batched replay (one example's graph over the batch,
+plus a replay of the L2 term), the ``lifted`` engine (the whole graph, its weighted sums as
+matrix products) and lifted replay (``record_batch(..., lift=True)``). The replays' numbers
+are checked against eager's first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import minigrad_nn
 from minigrad_core import Value
 from minigrad_nn import losses
-from minigrad_replay import BatchedRecorder, record, record_batch
+from minigrad_replay import BatchedRecorder, LiftedRecorder, record, record_batch
 
 ALPHA = 1e-3
 
@@ -53,7 +55,11 @@ def main() -> None:
     tape = record(loss_fn, rows)
     record_time = time.perf_counter() - t0
     engine = BatchedRecorder(loss_fn)
+    lifted_engine = LiftedRecorder(loss_fn)
     per_example = record_batch(lambda x, t: losses.hinge([model(x)], [t]), rows[0], y[0])
+    lifted = record_batch(
+        lambda x, t: losses.hinge([model(x)], [t]) + losses.l2(params, ALPHA), rows[0], y[0], lift=True
+    )
     regularizer = record(lambda: losses.l2(params, ALPHA))
 
     def replay():
@@ -68,7 +74,22 @@ def main() -> None:
         zero()
         return per_example.backward(X, 2.0 * labels - 1.0) + regularizer.backward()
 
-    engines = {"eager": eager, "replay": replay, "batched engine": batched_engine, "batched replay": batched_replay}
+    def lifted_engine_step():
+        zero()
+        return lifted_engine.backward(rows)
+
+    def lifted_replay():  # the L2 term inside each example's loss: mean(loss_i + L2) = mean(loss_i) + L2
+        zero()
+        return lifted.backward(X, 2.0 * labels - 1.0)
+
+    engines = {
+        "eager": eager,
+        "replay": replay,
+        "batched engine": batched_engine,
+        "batched replay": batched_replay,
+        "lifted engine": lifted_engine_step,
+        "lifted replay": lifted_replay,
+    }
     reference = eager()
     reference_grads = [p.grad for p in params]
     for name, step in engines.items():
@@ -88,8 +109,10 @@ def main() -> None:
             step()
             times[name].append(time.perf_counter() - t0)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"MLP 2-{'-'.join(map(str, args.hidden))}-1, {args.samples} examples, hinge + L2: "
-          f"{len(tape.instructions)} nodes, {len(params)} parameters; recording took {record_time * 1e3:.1f} ms")
+    print(
+        f"MLP 2-{'-'.join(map(str, args.hidden))}-1, {args.samples} examples, hinge + L2: "
+        f"{len(tape.instructions)} nodes, {len(params)} parameters; recording took {record_time * 1e3:.1f} ms"
+    )
     for name, median in medians.items():
         print(f"  {name:15s} {median * 1e3:8.2f} ms/step   eager / {name}: {medians['eager'] / median:5.2f}x")
 

@@ -6,13 +6,15 @@
 
 See ``minigrad_replay.replay`` for how it works. Installed, the package registers two
 training engines with MiniGrad (entry point ``replay`` in the group ``minigrad``):
-``replay`` (``Recorder``) and ``batched`` (``BatchedRecorder``).
+``replay`` (``Recorder``), ``batched`` (``BatchedRecorder``) and ``lifted``
+(``LiftedRecorder``: weighted sums found in the graph run as matrix products).
 """
 
 from .replay import (
     BatchedRecorder,
     BatchedTape,
     GraphChangedError,
+    LiftedRecorder,
     Recorder,
     ReplayArgumentError,
     ReplayFallbackWarning,
@@ -24,6 +26,6 @@ from .replay import (
 __version__ = "0.2.0"
 
 __all__ = [
-    "record", "record_batch", "Recorder", "BatchedRecorder", "Tape", "BatchedTape",
+    "record", "record_batch", "Recorder", "BatchedRecorder", "LiftedRecorder", "Tape", "BatchedTape",
     "GraphChangedError", "ReplayArgumentError", "ReplayFallbackWarning", "__version__",
 ]

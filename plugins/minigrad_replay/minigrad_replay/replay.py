@@ -44,6 +44,7 @@ import keyword
 import linecache
 import math
 import numbers
+import operator
 import re
 import threading
 import warnings
@@ -66,8 +67,10 @@ from minigrad_core import (
     topological_order,
 )
 
+from .lifting import CannotLift, LiftedProgram
+
 __all__ = [
-    "record", "record_batch", "Recorder", "BatchedRecorder", "Tape", "BatchedTape",
+    "record", "record_batch", "Recorder", "BatchedRecorder", "LiftedRecorder", "Tape", "BatchedTape",
     "GraphChangedError", "ReplayArgumentError", "ReplayFallbackWarning",
 ]
 
@@ -303,10 +306,11 @@ def record(f: Callable, *example_args) -> "Tape":
     return Tape(f, structures, inputs, output, comparisons)
 
 
-def record_batch(f: Callable, *example_args) -> "BatchedTape":
-    """``record(f, *example_args).batched()``: ``f`` computes one example's loss; the batched
-    tape runs it on a whole batch at once (each argument gains a leading batch axis)."""
-    return record(f, *example_args).batched()
+def record_batch(f: Callable, *example_args, lift: bool = False) -> "BatchedTape":
+    """``record(f, *example_args).batched(lift=lift)``: ``f`` computes one example's loss; the
+    batched tape runs it on a whole batch at once (each argument gains a leading batch axis).
+    With ``lift=True`` the graph's weighted sums run as matrix products (``minigrad_replay.lifting``)."""
+    return record(f, *example_args).batched(lift=lift)
 
 
 class Recorder:
@@ -439,10 +443,16 @@ class Tape:
                              if i not in constants and self._needs_grad[self.n_inputs + i]]
         self._forward_only = None
         self._forward_backward = None
-        if self.loss is not None:
-            self.source = self._generate(with_backward=True)
-        else:  # nothing to differentiate: the forward code is all there is
-            self.source = self._generate(with_backward=False)
+        # The straight-line Python is written on first use: a lifted or batched run of a big
+        # graph (a whole data set's loss) may never need it, and writing it costs time.
+        self._source: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The generated Python: forward and backward (forward only when ``f`` returned no Value)."""
+        if self._source is None:
+            self._source = self._generate(with_backward=self.loss is not None)
+        return self._source
 
     # -- structure ------------------------------------------------------------------------------
     def _loss_ancestry(self) -> list[bool]:
@@ -562,6 +572,8 @@ class Tape:
             params = self.params
             starts = [_grad_number(params[i]) for i in self._grad_params]
             try:
+                if self._forward_backward is None:
+                    self._generate(with_backward=True)
                 outputs, arg_grads, param_grads = self._forward_backward(flat, params, starts)
             except GraphChangedError:
                 raise
@@ -663,9 +675,11 @@ class Tape:
                 raise self._changed(index, left, right)
 
     # -- batches -------------------------------------------------------------------------------
-    def batched(self) -> "BatchedTape":
-        """This graph evaluated for a whole batch at once with numpy (see ``BatchedTape``)."""
-        return BatchedTape(self)
+    def batched(self, lift: bool = False) -> "BatchedTape":
+        """This graph evaluated for a whole batch at once with numpy (see ``BatchedTape``);
+        ``lift=True``: weighted sums over the same inputs as matrix products, and each op's
+        nodes of one level as one array operation (see ``minigrad_replay.lifting``)."""
+        return BatchedTape(self, lift=lift)
 
 
 def _spec_of(n: Value):
@@ -711,10 +725,14 @@ def _bad_partial_error(spec, partials) -> OpSpecError:
     )
 
 
+_data_of = operator.attrgetter("data")
+
+
 def _add_grads(values: list, grads) -> None:
     for value, grad in zip(values, grads):
-        if type(value.grad) is float:
-            value.grad += grad
+        current = value.grad
+        if type(current) is float:
+            value.grad = current + grad
         else:
             _add_grad(value, grad)
 
@@ -1236,24 +1254,51 @@ class BatchedTape:
     ``fallback_ops`` names the ops found (so far) to need evaluating one example at a time.
     """
 
-    def __init__(self, tape: Tape):
+    def __init__(self, tape: Tape, lift: bool = False):
         self.tape = tape
         self.name = tape.name
-        batch = [True] * tape.n_inputs + [False] * len(tape.params) + [False] * len(tape.instructions)
-        for instr in tape.instructions:
-            batch[instr.slot] = any(batch[i] for i in instr.inputs)
-        self.is_batch = batch
+        self.is_batch = _depends_on_inputs(tape)
+        self._grad_values = [tape.params[i] for i in tape._grad_params]  # whose .grad backward adds to
         self._rules: dict[int, _BatchRule] = {}
         self._fallbacks: list = []  # (spec, role, reason) decided in the current run, to warn about
         for instr in tape.instructions:
             if id(instr.spec) not in self._rules:
                 self._rules[id(instr.spec)] = _BatchRule(instr.spec, self._note_fallback)
-        code = _BatchedCode(self)
-        self.source = code.source()
-        namespace = {"_total": _total, "_totals": _totals, "_changed": self._changed, "np": np}
-        namespace.update(code.globals)
-        compiled = _compile(self, self.source, f"<batched replay of {self.name}>", namespace)
-        self._forward_backward = compiled["forward_backward"]
+        self.lifted: LiftedProgram | None = None
+        if lift:
+            try:
+                layout = [(arg, column) for arg, structure in enumerate(tape.structures)
+                          for column in range(int(np.prod(_shape_of(structure) or (), dtype=int)))]
+                self.lifted = LiftedProgram(tape, self.is_batch, self._rules,
+                                            lambda spec: _BatchRule(spec, self._note_fallback), whole_graph=False,
+                                            input_layout=layout if len(layout) == tape.n_inputs else None)
+            except CannotLift:
+                pass  # runs as batched replay
+            else:  # the lifted program keeps the parameters in its own order
+                order = self.lifted.parameter_order
+                self._lifted_params = [tape.params[i] for i in order]
+                position = {index: k for k, index in enumerate(order)}
+                self._lifted_grad_positions = np.array([position[i] for i in tape._grad_params], dtype=np.intp)
+        self._source: str | None = None
+        self._compiled = None
+
+    @property
+    def source(self) -> str:
+        """The generated numpy code of batched replay (one line per node); written on first use,
+        as a lifted tape may never need it."""
+        if self._source is None:
+            code = _BatchedCode(self)
+            self._source = code.source()
+            namespace = {"_total": _total, "_totals": _totals, "_changed": self._changed, "np": np}
+            namespace.update(code.globals)
+            compiled = _compile(self, self._source, f"<batched replay of {self.name}>", namespace)
+            self._compiled = compiled["forward_backward"]
+        return self._source
+
+    def _forward_backward(self, *args):
+        if self._compiled is None:
+            self.source  # noqa: B018  (writes and compiles the code)
+        return self._compiled(*args)
 
     def __repr__(self) -> str:
         return f"<BatchedTape of {self.name}: {len(self.tape.instructions)} nodes per example>"
@@ -1266,6 +1311,16 @@ class BatchedTape:
         self._fallbacks.append((spec, role, reason))
 
     def _columns(self, args) -> tuple[list, int]:
+        arrays, size = self._arrays(args)
+        return self._columns_of(arrays, size), size
+
+    @staticmethod
+    def _columns_of(arrays, size: int) -> list:
+        """Every input as an array of one value per example."""
+        return [np.ascontiguousarray(array[:, j]) for array in arrays for j in range(array.shape[1])]
+
+    def _arrays(self, args) -> tuple[list, int]:
+        """Per argument, its numbers as an array of shape (batch, numbers per example), checked."""
         tape = self.tape
         if len(args) != len(tape.structures):
             raise ReplayArgumentError(
@@ -1300,8 +1355,7 @@ class BatchedTape:
                     f"batched replay of {self.name}: {where} has {array.shape[0]} examples, the arguments "
                     f"before it {size}"
                 )
-            flat = array.reshape(size, -1)
-            columns += [np.ascontiguousarray(flat[:, j]) for j in range(flat.shape[1])]
+            columns.append(array.reshape(size, -1))
         if size is None:
             raise ReplayArgumentError(f"batched replay of {self.name}: {self.name} takes no arguments, so there "
                                       f"is no batch")
@@ -1316,18 +1370,23 @@ class BatchedTape:
     def backward(self, *args, reduce: str = "mean") -> float:
         """Forward and backward for the whole batch; returns the mean (or sum) of the loss over
         the examples and adds its gradient to each parameter's ``.grad``."""
-        return self.value_and_grad(*args, reduce=reduce)[0]
+        return self._loss_and_grads(args, reduce, input_grads=False)[0]
 
     def value_and_grad(self, *args, reduce: str = "mean"):
         """``(loss, grads)``: the reduced loss, and per argument an array of d loss / d argument
         for every example (shaped like the argument). Parameters' ``.grad`` are filled in."""
+        return self._loss_and_grads(args, reduce, input_grads=True)
+
+    def _loss_and_grads(self, args, reduce: str, input_grads: bool):
         if reduce not in ("mean", "sum"):
             raise ValueError(f"batched replay of {self.name}: reduce must be 'mean' or 'sum', got {shorten(reduce)}")
         if self.tape.loss is None:
             raise TypeError(f"batched replay of {self.name}: {self.name} returned no Value to differentiate")
-        outputs, arg_grads, size = self._run(args, seed=reduce)
+        outputs, arg_grads, size = self._run(args, seed=reduce, input_grads=input_grads)
         loss = outputs[[i for i, (is_slot, _) in enumerate(self.tape.outputs) if is_slot][0]]
         loss = float(np.mean(loss) if reduce == "mean" else np.sum(loss)) if np.ndim(loss) else float(loss)
+        if not input_grads:
+            return loss, None
         grads, start = [], 0
         for arg, structure in zip(args, self.tape.structures):
             width = int(np.prod(_shape_of(structure), dtype=int))
@@ -1337,8 +1396,9 @@ class BatchedTape:
                          else np.zeros((size, *_shape_of(structure))))
         return loss, tuple(grads)
 
-    def _run(self, args, seed):
-        columns, size = self._columns(args)
+    def _run(self, args, seed, input_grads: bool = True):
+        arrays, size = self._arrays(args)
+        columns = None if self.lifted is not None else self._columns_of(arrays, size)
         tape = self.tape
         if seed is None:
             upstream = None
@@ -1346,13 +1406,44 @@ class BatchedTape:
             scale = 1.0 / size if seed == "mean" else 1.0
             upstream = np.full(size, scale) if self.is_batch[tape.loss] else scale * size
         try:
-            outputs, arg_grads, param_grads = self._forward_backward(columns, tape.params, upstream, size)
+            lifted = self._run_lifted(arrays, upstream, input_grads) if self.lifted is not None else None
+            if lifted is None and columns is None:
+                columns = self._columns_of(arrays, size)
+            if lifted is None:
+                outputs, arg_grads, param_grads = self._forward_backward(columns, tape.params, upstream, size)
+            else:
+                outputs, arg_grads, param_grads = lifted
         finally:
             self._warn_fallbacks()
         if seed is not None:
             with _gradient_lock:
-                _add_grads([tape.params[i] for i in tape._grad_params], [float(g) for g in param_grads])
+                grads = param_grads.tolist() if type(param_grads) is np.ndarray else [float(g) for g in param_grads]
+                _add_grads(self._grad_values, grads)
         return outputs, arg_grads, size
+
+    def _run_lifted(self, arrays, upstream, input_grads: bool):
+        """The lifted program's (outputs, argument grads, parameter grads), or None where it
+        met what the ops' rules handle one number at a time (a domain error, inf or nan):
+        batched replay then computes the step, with eager's numbers or error."""
+        lifted = self.lifted
+        parameters = np.fromiter(map(_data_of, self._lifted_params), float, len(self._lifted_params))
+        try:
+            outputs, arg_grads, grads = lifted.run(arrays, parameters, upstream, self._changed_at, input_grads)
+        except GraphChangedError:
+            raise
+        except Exception:
+            return None
+        if upstream is None:
+            return outputs, None, None
+        param_grads = grads[self._lifted_grad_positions]
+        if not (np.isfinite(param_grads).all() and (arg_grads is None or np.isfinite(arg_grads).all())
+                and all(np.isfinite(o).all() for o in outputs)):
+            return None
+        return outputs, (list(arg_grads) if arg_grads is not None else None), param_grads
+
+    def _changed_at(self, index: int, left, right) -> GraphChangedError:
+        guard = self.tape.guards[index]
+        return self._changed(index, COMPARE[guard.symbol](left, right))
 
     def _warn_fallbacks(self) -> None:
         fallbacks, self._fallbacks = self._fallbacks, []
@@ -1372,6 +1463,14 @@ class BatchedTape:
             f"{differing[0]}): Python would take another branch there, so one recorded graph cannot "
             f"serve the whole batch"
         )
+
+
+def _depends_on_inputs(tape: Tape) -> list[bool]:
+    """Per slot: whether its value depends on the tape's inputs (one value per example)."""
+    batch = [True] * tape.n_inputs + [False] * len(tape.params) + [False] * len(tape.instructions)
+    for instr in tape.instructions:
+        batch[instr.slot] = any(map(batch.__getitem__, instr.inputs))
+    return batch
 
 
 def _shape_of(structure):
@@ -1582,7 +1681,7 @@ class BatchedRecorder:
         self.function = f
         self.tape: Tape | None = None
         self.recordings = 0
-        self._program: _LevelProgram | None = None
+        self._program: _LevelProgram | _LiftedEngineProgram | None = None
         self._fallbacks: list = []
 
     def forward(self, *args):
@@ -1638,3 +1737,92 @@ class BatchedRecorder:
 
     def __repr__(self) -> str:
         return f"<BatchedRecorder of {_function_name(self.function)}: {self.recordings} recording(s)>"
+
+
+# ---------------------------------------------------------------------------------------------
+# The lifted engine: a whole graph as matrix products and array operations
+# ---------------------------------------------------------------------------------------------
+
+class _LiftedEngineProgram:
+    """A whole recorded graph (every example in it) run as a ``LiftedProgram``: the weighted
+    sums that read different inputs with the same weights become one matrix product. Where
+    that meets what the op rules handle one number at a time (a domain error, inf, nan), the
+    step runs level by level as the ``batched`` engine does (which falls back in turn)."""
+
+    def __init__(self, tape: Tape, on_fallback):
+        self.tape = tape
+        self.on_fallback = on_fallback
+        self.rules: dict[int, _BatchRule] = {}
+        per_example = _depends_on_inputs(tape)
+        self.lifted = LiftedProgram(tape, per_example, self.rules,
+                                    lambda spec: _BatchRule(spec, on_fallback), whole_graph=True)
+        order = self.lifted.parameter_order
+        self.params = [tape.params[i] for i in order]
+        position = {index: k for k, index in enumerate(order)}
+        self.grad_positions = np.array([position[i] for i in tape._grad_params], dtype=np.intp)
+        self.loss_per_example = per_example[int(tape.loss)] if tape.loss is not None else False
+        self._levels: _LevelProgram | None = None
+
+    def run(self, flat: list, starts: list | None):
+        """(outputs, input grads, parameter grads) as lists of floats; grads None without starts."""
+        parameters = np.fromiter(map(_data_of, self.params), float, len(self.params))
+        inputs = [np.array(flat, dtype=float).reshape(1, -1)]
+        upstream = None if starts is None else (np.ones(1) if self.loss_per_example else 1.0)
+        try:
+            outputs, input_grads, grads = self.lifted.run(inputs, parameters, upstream, self._changed,
+                                                          starts is not None)
+        except GraphChangedError:
+            raise
+        except Exception:
+            return self._level_program().run(flat, starts)
+        outputs = [float(o[0]) if type(o) is np.ndarray else o for o in outputs]
+        if starts is None:
+            return outputs, None, None
+        param_grads = grads[self.grad_positions]
+        if not (np.isfinite(param_grads).all() and np.isfinite(input_grads).all()
+                and all(math.isfinite(o) for o in outputs)):
+            return self._level_program().run(flat, starts)
+        param_grads = [start + grad for start, grad in zip(starts, param_grads.tolist())]
+        return outputs, input_grads[:, 0].tolist(), param_grads
+
+    def _level_program(self) -> _LevelProgram:
+        if self._levels is None:
+            self._levels = _LevelProgram(self.tape, self.on_fallback)
+        return self._levels
+
+    def _changed(self, index: int, left, right) -> GraphChangedError:
+        as_number = lambda x: float(np.ravel(x)[0]) if isinstance(x, np.ndarray) else x  # noqa: E731
+        return self.tape._changed(index, as_number(left), as_number(right))
+
+
+class LiftedRecorder(BatchedRecorder):
+    """``f``'s recorded graph lifted to array code (the ``lifted`` engine).
+
+        step = LiftedRecorder(loss_fn)
+        loss = step.backward(X, y)   # like BatchedRecorder: f's outputs, parameters' .grad filled in
+
+    ``f`` builds the whole batch's loss, as for ``BatchedRecorder``. In its graph the
+    weighted sums (fused ``weighted_sum`` nodes, or chains of ``*`` and ``+``) that read
+    different examples' inputs with the same weights are found and run as one matrix product;
+    the same op over a group of nodes at one depth is one array operation
+    (``minigrad_replay.lifting``). Its numbers equal eager's up to rounding. It records again
+    when a comparison in ``f`` turns out otherwise; ``recordings`` counts.
+    """
+
+    def _call(self, args, backward: bool):
+        if self.tape is not None:
+            try:
+                return self._run(args, backward)
+            except GraphChangedError:
+                pass
+        self.tape = record(self.function, *args)
+        self.recordings += 1
+        note = lambda *fallback: self._fallbacks.append(fallback)  # noqa: E731
+        try:
+            self._program = _LiftedEngineProgram(self.tape, note)
+        except CannotLift:
+            self._program = _LevelProgram(self.tape, note)
+        return self._run(args, backward)
+
+    def __repr__(self) -> str:
+        return f"<LiftedRecorder of {_function_name(self.function)}: {self.recordings} recording(s)>"
