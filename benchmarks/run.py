@@ -155,11 +155,15 @@ def markdown(report: Report, machine: dict) -> str:
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         if note:
             lines += ["", note]
-    return "\n".join(lines) + "\n\n" + READING.format(growth=report.notes.get("growth", ""),
-                                                     lifting=report.notes.get("lifting text", ""))
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + READING.format(growth=report.notes.get("growth", ""), lifting=report.notes.get("lifting text", ""))
+    )
 
 
 # -- measuring -----------------------------------------------------------------------------
+
 
 def clock_function(name: str):
     return time.process_time if name == "cpu" else time.perf_counter
@@ -267,8 +271,10 @@ def make_engines(problem, names) -> tuple[dict, dict, dict]:
     for name, apart in difference.items():
         limit = 1e-12 if name in ("replay", "batched") else 1e-9
         if apart > limit:
-            raise SystemExit(f"benchmark: engine {name} computes other losses than eager ({apart:.3g} apart, "
-                             f"more than {limit:g}): its timing would mean nothing")
+            raise SystemExit(
+                f"benchmark: engine {name} computes other losses than eager ({apart:.3g} apart, "
+                f"more than {limit:g}): its timing would mean nothing"
+            )
     return steps, setup, difference
 
 
@@ -292,11 +298,22 @@ def demo_step(report: Report, quick: bool, clock) -> None:
     times.update(take_turns(steps, rounds, {n: per_round.get(n, 5 if quick else 10) for n in steps}, clock, others))
     collector.update(others)
     ms = {name: median_ms(samples) for name, samples in times.items()}
-    rows = [[workloads.DEMO_ENGINES[name][0], fmt_ms(ms[name]), fmt_ratio(ms["closure"] / ms[name]),
-             f"{collector[name]:.0%}", fmt_ms(setup[name] * 1000), f"{difference[name]:.1e}", len(times[name])]
-            for name in PYTHON_ENGINES]
+    rows = [
+        [
+            workloads.DEMO_ENGINES[name][0],
+            fmt_ms(ms[name]),
+            fmt_ratio(ms["closure"] / ms[name]),
+            f"{collector[name]:.0%}",
+            fmt_ms(setup[name] * 1000),
+            f"{difference[name]:.1e}",
+            len(times[name]),
+        ]
+        for name in PYTHON_ENGINES
+    ]
     report.section(
-        title, ["engine", "ms/step", "vs closure engine", "in cyclic GC", "setup ms", "loss difference", "runs"], rows,
+        title,
+        ["engine", "ms/step", "vs closure engine", "in cyclic GC", "setup ms", "loss difference", "runs"],
+        rows,
         "'vs closure engine': how many times faster than it. 'in cyclic GC': the share of the step spent "
         "in Python's cyclic garbage collector. 'setup': the one-time cost of making the engine (for "
         "replay, recording the step and compiling its code). 'loss difference': the largest difference "
@@ -307,20 +324,30 @@ def demo_step(report: Report, quick: bool, clock) -> None:
     torch_steps, torch_setup, torch_difference = make_engines(problem, TORCH_ENGINES)
     torch_collector: dict = {}
     gc.collect()
-    torch_times = take_turns(torch_steps, rounds, {n: per_round.get(n, 5 if quick else 10) for n in torch_steps},
-                             clock, torch_collector)
+    torch_times = take_turns(
+        torch_steps, rounds, {n: per_round.get(n, 5 if quick else 10) for n in torch_steps}, clock, torch_collector
+    )
     tms = {name: median_ms(samples) for name, samples in torch_times.items()}
     pairs = (("torch_scalar", "eager", "faster"), ("torch_batched", "batched", "slower"))
     rows = []
     for theirs, ours, relation in pairs:
         ratio = tms[theirs] / tms[ours] if relation == "faster" else tms[ours] / tms[theirs]
         for name in (theirs, ours):
-            rows.append([workloads.DEMO_ENGINES[name][0], fmt_ms(tms[name]), f"{torch_collector[name]:.0%}",
-                         fmt_ms(torch_setup[name] * 1000), f"{torch_difference[name]:.1e}", len(torch_times[name]),
-                         f"MiniGrad {fmt_ratio(ratio)} {relation}" if name == ours else ""])
+            rows.append(
+                [
+                    workloads.DEMO_ENGINES[name][0],
+                    fmt_ms(tms[name]),
+                    f"{torch_collector[name]:.0%}",
+                    fmt_ms(torch_setup[name] * 1000),
+                    f"{torch_difference[name]:.1e}",
+                    len(torch_times[name]),
+                    f"MiniGrad {fmt_ratio(ratio)} {relation}" if name == ours else "",
+                ]
+            )
     report.section(
         "Demo step against PyTorch (measured after importing torch, the engines taking turns)",
-        ["engine", "ms/step", "in cyclic GC", "setup ms", "loss difference", "runs", "ratio"], rows,
+        ["engine", "ms/step", "in cyclic GC", "setup ms", "loss difference", "runs", "ratio"],
+        rows,
         "Once torch is imported, each full pass of the cyclic collector also traces its ~140,000 "
         "objects, which is why MiniGrad eager spends more of its step in the collector here.",
     )
@@ -330,17 +357,29 @@ def demo_step(report: Report, quick: bool, clock) -> None:
     replay_vs_eager = ms["eager"] / ms["replay"]
     batched_vs_torch = tms["batched"] / tms["torch_batched"]
     replays_apart = max(difference["replay"], difference["batched"])
-    report.verdict("eager >= 45x faster than the closure engine (demo step)", fmt_ratio(eager_vs_closure),
-                   eager_vs_closure >= TARGETS["eager_vs_closure"])
-    report.verdict("eager >= 10x faster than PyTorch 0-d tensors (demo step)", fmt_ratio(eager_vs_torch),
-                   eager_vs_torch >= TARGETS["eager_vs_torch_scalar"])
-    report.verdict("replay >= 3x faster than eager (demo step)", fmt_ratio(replay_vs_eager),
-                   replay_vs_eager >= TARGETS["replay_vs_eager"])
-    report.verdict("batched replay within 5x of PyTorch batched (demo step)",
-                   f"{batched_vs_torch:.1f}x slower; 100 steps in {ms['batched'] * 100 / 1000:.2f} s",
-                   batched_vs_torch <= TARGETS["batched_vs_torch_batched"])
-    report.verdict("replay and batched replay give eager's losses (3 steps)", f"{replays_apart:.1e} apart",
-                   replays_apart <= 1e-12)
+    report.verdict(
+        "eager >= 45x faster than the closure engine (demo step)",
+        fmt_ratio(eager_vs_closure),
+        eager_vs_closure >= TARGETS["eager_vs_closure"],
+    )
+    report.verdict(
+        "eager >= 10x faster than PyTorch 0-d tensors (demo step)",
+        fmt_ratio(eager_vs_torch),
+        eager_vs_torch >= TARGETS["eager_vs_torch_scalar"],
+    )
+    report.verdict(
+        "replay >= 3x faster than eager (demo step)",
+        fmt_ratio(replay_vs_eager),
+        replay_vs_eager >= TARGETS["replay_vs_eager"],
+    )
+    report.verdict(
+        "batched replay within 5x of PyTorch batched (demo step)",
+        f"{batched_vs_torch:.1f}x slower; 100 steps in {ms['batched'] * 100 / 1000:.2f} s",
+        batched_vs_torch <= TARGETS["batched_vs_torch_batched"],
+    )
+    report.verdict(
+        "replay and batched replay give eager's losses (3 steps)", f"{replays_apart:.1e} apart", replays_apart <= 1e-12
+    )
 
 
 def backward_rows(report: Report, quick: bool, clock) -> None:
@@ -370,6 +409,7 @@ def backward_rows(report: Report, quick: bool, clock) -> None:
             for n in nodes:  # every pass starts from zero gradients
                 n.grad = 0.0
             backward_pass()
+
         return run
 
     functions = {
@@ -391,26 +431,38 @@ def backward_rows(report: Report, quick: bool, clock) -> None:
         n.grad = 0.0
     ms = {name: median_ms(samples) for name, samples in times.items()}
     rows = [
-        ["textbook loop (topological order + local_derivatives/pass_gradient per node)", fmt_ms(ms["reference"]),
-         "1.00"],
+        [
+            "textbook loop (topological order + local_derivatives/pass_gradient per node)",
+            fmt_ms(ms["reference"]),
+            "1.00",
+        ],
         ["loss.backward()", fmt_ms(ms["backward()"]), f"{ms['backward()'] / ms['reference']:.2f}"],
-        ["loss.backward(create_graph=False)", fmt_ms(ms["backward(create_graph=False)"]),
-         f"{ms['backward(create_graph=False)'] / ms['reference']:.2f}"],
-        ["loss.backward(create_graph=True)", fmt_ms(ms["backward(create_graph=True)"]),
-         f"{ms['backward(create_graph=True)'] / ms['reference']:.2f}"],
+        [
+            "loss.backward(create_graph=False)",
+            fmt_ms(ms["backward(create_graph=False)"]),
+            f"{ms['backward(create_graph=False)'] / ms['reference']:.2f}",
+        ],
+        [
+            "loss.backward(create_graph=True)",
+            fmt_ms(ms["backward(create_graph=True)"]),
+            f"{ms['backward(create_graph=True)'] / ms['reference']:.2f}",
+        ],
     ]
     report.section(
         "Backward on the demo step's graph: the first-order path is not slowed by higher order",
-        ["backward pass", "ms", "vs textbook loop"], rows,
+        ["backward pass", "ms", "vs textbook loop"],
+        rows,
         "create_graph=True builds a graph of the gradients (so they can be differentiated again); "
         "the default path runs on plain floats.",
     )
     ratio = ms["backward()"] / ms["reference"]
-    report.verdict("backward() (create_graph=False) as fast as the textbook loop", f"{ratio:.2f}x its time",
-                   ratio <= 1.15)
+    report.verdict(
+        "backward() (create_graph=False) as fast as the textbook loop", f"{ratio:.2f}x its time", ratio <= 1.15
+    )
 
 
 # -- lifting: whole batches as matrix products (#12) -----------------------------------------
+
 
 def relative_gap(ours, theirs) -> float:
     import numpy as np
@@ -435,10 +487,16 @@ def lifted_rows(report: Report, quick: bool, clock) -> None:
     _, _, digits_source = workloads.digits_arrays()
     cases = [
         ("demo", "demo network: moons (100), MLP(2, [16, 16, 1]) relu, hinge + 1e-4 L2", [2, 16, 16, 1]),
-        ("digits", f"digits network: {digits_source} (1,797 x 64), MLP(64, [32, 10]) relu, softmax cross-entropy",
-         [64, 32, 10]),
-        ("wide", "wide network: the same data, MLP(64, [256, 256, 10]) relu, softmax cross-entropy",
-         [64, 256, 256, 10]),
+        (
+            "digits",
+            f"digits network: {digits_source} (1,797 x 64), MLP(64, [32, 10]) relu, softmax cross-entropy",
+            [64, 32, 10],
+        ),
+        (
+            "wide",
+            "wide network: the same data, MLP(64, [256, 256, 10]) relu, softmax cross-entropy",
+            [64, 256, 256, 10],
+        ),
     ]
     rounds = 3 if quick else 7
     rows, ratios, gaps, passes_by_key = [], {}, {}, {}
@@ -463,28 +521,47 @@ def lifted_rows(report: Report, quick: bool, clock) -> None:
             grads = [p.grad for p in passes[name].params]
             gaps[(key, name)] = max(relative_gap(loss, expected_loss), relative_gap(grads, expected_grads))
             if gaps[(key, name)] > 1e-9:
-                raise SystemExit(f"benchmark: {name} on the {key} network computes other numbers than PyTorch "
-                                 f"({gaps[(key, name)]:.3g} apart, relative): its timing would mean nothing")
+                raise SystemExit(
+                    f"benchmark: {name} on the {key} network computes other numbers than PyTorch "
+                    f"({gaps[(key, name)]:.3g} apart, relative): its timing would mean nothing"
+                )
         per_round = {"demo": 20, "digits": 5, "wide": 2}[key] // (2 if quick else 1) or 1
         gc.collect()
         times = take_turns(passes, rounds, {name: per_round for name in passes}, clock)
         ms = {name: median_ms(samples) for name, samples in times.items()}
         for name in passes:
             speed = ms["torch"] / ms[name]
-            ratio = "1.0x" if name == "torch" else (f"{fmt_ratio(speed)} faster" if speed >= 1
-                                                   else f"{fmt_ratio(1 / speed)} slower")
-            label = "PyTorch batched (float64, 1 thread)" if name == "torch" else {
-                "lifted": "MiniGrad lifted (minigrad_nn.MLP, fused neurons)",
-                "batched": "MiniGrad batched replay, not lifted",
-                "lecture lifted": "MiniGrad lifted (the lecture's neurons: * and +)"}[name]
-            rows.append([title if name == "torch" else "", label, fmt_ms(ms[name]), ratio,
-                         "" if name == "torch" else fmt_ms(setup[name] * 1000),
-                         "" if name == "torch" else f"{gaps[(key, name)]:.1e}", len(times[name])])
+            ratio = (
+                "1.0x"
+                if name == "torch"
+                else (f"{fmt_ratio(speed)} faster" if speed >= 1 else f"{fmt_ratio(1 / speed)} slower")
+            )
+            label = (
+                "PyTorch batched (float64, 1 thread)"
+                if name == "torch"
+                else {
+                    "lifted": "MiniGrad lifted (minigrad_nn.MLP, fused neurons)",
+                    "batched": "MiniGrad batched replay, not lifted",
+                    "lecture lifted": "MiniGrad lifted (the lecture's neurons: * and +)",
+                }[name]
+            )
+            rows.append(
+                [
+                    title if name == "torch" else "",
+                    label,
+                    fmt_ms(ms[name]),
+                    ratio,
+                    "" if name == "torch" else fmt_ms(setup[name] * 1000),
+                    "" if name == "torch" else f"{gaps[(key, name)]:.1e}",
+                    len(times[name]),
+                ]
+            )
         ratios[key] = ms
         passes_by_key[key] = passes
     report.section(
         "Lifting: forward + backward over the whole batch against PyTorch batched",
-        ["workload", "engine", "ms/pass", "vs PyTorch", "setup ms", "difference from PyTorch", "runs"], rows,
+        ["workload", "engine", "ms/pass", "vs PyTorch", "setup ms", "difference from PyTorch", "runs"],
+        rows,
         "A pass: zero the gradients, then forward and backward over every example with the gradients "
         "landing in the parameters (MiniGrad: `record_batch(f, x0, t0, lift=True).backward(X, T)` on one "
         "example's loss f; PyTorch: `loss.backward()` after `grad = None`). The demo's L2 term is inside "
@@ -498,14 +575,26 @@ def lifted_rows(report: Report, quick: bool, clock) -> None:
     wide_time = ratios["wide"]["lifted"] / ratios["wide"]["torch"]
     lecture = ratios["digits"]["lecture lifted"] / ratios["digits"]["lifted"]
     demo_measured = f"{fmt_ratio(demo_speed)} faster" if demo_speed >= 1 else f"{fmt_ratio(1 / demo_speed)} slower"
-    report.verdict("lifted demo network >= 1.5x faster than PyTorch batched", demo_measured,
-                   demo_speed >= TARGETS["lifted_demo_faster"])
-    report.verdict("lifted digits network within 1.5x of PyTorch batched's time", f"{digits_time:.2f}x its time",
-                   digits_time <= TARGETS["lifted_digits_slower"])
-    report.verdict("lifted wide network (MLP(64, [256, 256, 10])) within 3x of PyTorch batched's time",
-                   f"{wide_time:.2f}x its time", wide_time <= TARGETS["lifted_wide_slower"])
-    report.verdict("lecture-style MLP lifted within 1.5x of the fused MLP lifted (digits)", f"{lecture:.2f}x its time",
-                   lecture <= TARGETS["lecture_vs_fused"])
+    report.verdict(
+        "lifted demo network >= 1.5x faster than PyTorch batched",
+        demo_measured,
+        demo_speed >= TARGETS["lifted_demo_faster"],
+    )
+    report.verdict(
+        "lifted digits network within 1.5x of PyTorch batched's time",
+        f"{digits_time:.2f}x its time",
+        digits_time <= TARGETS["lifted_digits_slower"],
+    )
+    report.verdict(
+        "lifted wide network (MLP(64, [256, 256, 10])) within 3x of PyTorch batched's time",
+        f"{wide_time:.2f}x its time",
+        wide_time <= TARGETS["lifted_wide_slower"],
+    )
+    report.verdict(
+        "lecture-style MLP lifted within 1.5x of the fused MLP lifted (digits)",
+        f"{lecture:.2f}x its time",
+        lecture <= TARGETS["lecture_vs_fused"],
+    )
     traffic = value_traffic_ms(passes_by_key["digits"]["lifted"].params, rounds, clock)
     share = traffic / ratios["digits"]["lifted"]
     sentences = [
@@ -517,16 +606,23 @@ def lifted_rows(report: Report, quick: bool, clock) -> None:
         f"of Values (zeroing .grad, reading .data, adding to .grad) took {traffic:.2f} ms of its "
         f"{ratios['digits']['lifted']:.2f} ms pass ({share:.0%}).",
     ]
-    missed = [(name, measured, target) for name, measured, target, met in (
-        ("demo", demo_speed, "1.5x faster", demo_speed >= TARGETS["lifted_demo_faster"]),
-        ("digits", digits_time, "within 1.5x", digits_time <= TARGETS["lifted_digits_slower"]),
-        ("wide", wide_time, "within 3x", wide_time <= TARGETS["lifted_wide_slower"]),
-        ("lecture-style", lecture, "within 1.5x", lecture <= TARGETS["lecture_vs_fused"])) if not met]
+    missed = [
+        (name, measured, target)
+        for name, measured, target, met in (
+            ("demo", demo_speed, "1.5x faster", demo_speed >= TARGETS["lifted_demo_faster"]),
+            ("digits", digits_time, "within 1.5x", digits_time <= TARGETS["lifted_digits_slower"]),
+            ("wide", wide_time, "within 3x", wide_time <= TARGETS["lifted_wide_slower"]),
+            ("lecture-style", lecture, "within 1.5x", lecture <= TARGETS["lecture_vs_fused"]),
+        )
+        if not met
+    ]
     for name, measured, target in missed:
-        sentences.append(f"The {name} target ({target}) was missed in this run ({measured:.2f}x): on this "
-                         f"shared 2-core machine the ratios move by some 20% from run to run; what remains "
-                         f"is the parameters' traffic above and numpy's elementwise operations (relu as "
-                         f"np.where, each result copied into its rows), which PyTorch fuses.")
+        sentences.append(
+            f"The {name} target ({target}) was missed in this run ({measured:.2f}x): on this "
+            f"shared 2-core machine the ratios move by some 20% from run to run; what remains "
+            f"is the parameters' traffic above and numpy's elementwise operations (relu as "
+            f"np.where, each result copied into its rows), which PyTorch fuses."
+        )
     report.notes["lifting text"] = " ".join(sentences)
 
 
@@ -552,6 +648,7 @@ def value_traffic_ms(params, rounds: int, clock) -> float:
 
 
 # -- graphs that grow ----------------------------------------------------------------------
+
 
 def node_count(shape: str, n: int) -> int:
     """Nodes in the graphs of workloads.*_chain / *_wide for n ops (leaves included)."""
@@ -590,8 +687,9 @@ def per_node_costs(build, shape: str, n: int, repeats: int, clock) -> Growth | N
             totals.append(clock() - start)
             in_collector.append((gc_clock.total - gc_before) / totals[-1])
     nodes = node_count(shape, n)
-    return Growth(statistics.median(totals) / nodes, statistics.median(backwards) / nodes,
-                  statistics.median(in_collector))
+    return Growth(
+        statistics.median(totals) / nodes, statistics.median(backwards) / nodes, statistics.median(in_collector)
+    )
 
 
 def growth(report: Report, quick: bool, clock) -> None:
@@ -617,32 +715,66 @@ def growth(report: Report, quick: bool, clock) -> None:
             else:
                 closure = per_node_costs(closure_build, shape, n, max(1, repeats[n] // 5), clock)
                 closure_failed = closure is None
-                closure_cell = "RecursionError" if closure is None else f"{closure.total * 1e9:.0f} ({closure.collector:.0%} GC)"
-            rows.append([
-                shape, f"{n:,}", f"{node_count(shape, n):,}", f"{cost.total * 1e9:.0f}", f"{cost.total / smallest.total:.2f}",
-                f"{cost.collector:.0%}", f"{cost.outside_collector * 1e9:.0f}",
-                f"{cost.outside_collector / smallest.outside_collector:.2f}",
-                f"{cost.backward * 1e9:.0f}", f"{cost.backward / smallest.backward:.2f}", closure_cell,
-            ])
+                closure_cell = (
+                    "RecursionError" if closure is None else f"{closure.total * 1e9:.0f} ({closure.collector:.0%} GC)"
+                )
+            rows.append(
+                [
+                    shape,
+                    f"{n:,}",
+                    f"{node_count(shape, n):,}",
+                    f"{cost.total * 1e9:.0f}",
+                    f"{cost.total / smallest.total:.2f}",
+                    f"{cost.collector:.0%}",
+                    f"{cost.outside_collector * 1e9:.0f}",
+                    f"{cost.outside_collector / smallest.outside_collector:.2f}",
+                    f"{cost.backward * 1e9:.0f}",
+                    f"{cost.backward / smallest.backward:.2f}",
+                    closure_cell,
+                ]
+            )
     report.section(
         "Graphs that grow: time per node to build, backpropagate and free a graph",
-        ["graph", "ops", "nodes", "MiniGrad ns/node", "vs smallest", "in cyclic GC", "outside GC ns/node",
-         "vs smallest", "backward() ns/node", "vs smallest", "closure engine ns/node"], rows,
+        [
+            "graph",
+            "ops",
+            "nodes",
+            "MiniGrad ns/node",
+            "vs smallest",
+            "in cyclic GC",
+            "outside GC ns/node",
+            "vs smallest",
+            "backward() ns/node",
+            "vs smallest",
+            "closure engine ns/node",
+        ],
+        rows,
         "deep chain: y = tanh(y * w), depth = ops, one shared leaf w (its gradient gathers a share "
         "from every op); wide sum: n leaves added pairwise, depth log2(n). 'backward() ns/node' is the "
         "topological sort and the chain rule alone. While a graph is being built, Python's cyclic "
         "collector traces the live objects now and then, more of them as the graph grows: that is "
-        "the 'in cyclic GC' share ('outside GC' leaves it out). The closure engine sorts the graph recursively, so a chain as deep "
+        "the 'in cyclic GC' share ('outside GC' leaves it out). The closure engine sorts the graph "
+        "recursively, so a chain as deep "
         "as Python's recursion limit (1,000) breaks it.",
     )
-    worst = max(costs[(shape, n)].total / costs[(shape, sizes[0])].total
-                for shape in ("deep chain", "wide sum") for n in sizes)
-    worst_backward = max(costs[(shape, n)].backward / costs[(shape, sizes[0])].backward
-                         for shape in ("deep chain", "wide sum") for n in sizes)
-    worst_outside = max(costs[(shape, n)].outside_collector / costs[(shape, sizes[0])].outside_collector
-                        for shape in ("deep chain", "wide sum") for n in sizes)
-    report.verdict(f"time per node within 1.5x from {sizes[0]:,} to {sizes[-1]:,} ops (build + backward + free)",
-                   f"{worst:.2f}x at worst", worst <= TARGETS["growth"])
+    worst = max(
+        costs[(shape, n)].total / costs[(shape, sizes[0])].total for shape in ("deep chain", "wide sum") for n in sizes
+    )
+    worst_backward = max(
+        costs[(shape, n)].backward / costs[(shape, sizes[0])].backward
+        for shape in ("deep chain", "wide sum")
+        for n in sizes
+    )
+    worst_outside = max(
+        costs[(shape, n)].outside_collector / costs[(shape, sizes[0])].outside_collector
+        for shape in ("deep chain", "wide sum")
+        for n in sizes
+    )
+    report.verdict(
+        f"time per node within 1.5x from {sizes[0]:,} to {sizes[-1]:,} ops (build + backward + free)",
+        f"{worst:.2f}x at worst",
+        worst <= TARGETS["growth"],
+    )
     if worst <= TARGETS["growth"]:
         report.notes["growth"] = f"In this run the total per node stayed within {worst:.2f}x of the smallest graph's."
     else:
@@ -651,13 +783,20 @@ def growth(report: Report, quick: bool, clock) -> None:
             f"target by {worst / TARGETS['growth'] - 1:.0%}; without the collector's own time it was "
             f"{worst_outside:.2f}x."
         )
-    report.verdict("the same, without the cyclic GC's own time", f"{worst_outside:.2f}x at worst",
-                   worst_outside <= TARGETS["growth"])
-    report.verdict(f"backward() time per node within 1.5x from {sizes[0]:,} to {sizes[-1]:,} ops",
-                   f"{worst_backward:.2f}x at worst", worst_backward <= TARGETS["growth"])
+    report.verdict(
+        "the same, without the cyclic GC's own time",
+        f"{worst_outside:.2f}x at worst",
+        worst_outside <= TARGETS["growth"],
+    )
+    report.verdict(
+        f"backward() time per node within 1.5x from {sizes[0]:,} to {sizes[-1]:,} ops",
+        f"{worst_backward:.2f}x at worst",
+        worst_backward <= TARGETS["growth"],
+    )
 
 
 # -- memory --------------------------------------------------------------------------------
+
 
 def graph_memory(build) -> tuple[float, int, int, int]:
     """(bytes per node, nodes, bytes still held after the graph is dropped with the cyclic
@@ -727,37 +866,55 @@ def memory(report: Report, quick: bool) -> None:
         return workloads.minigrad_chain(n), node_count("deep chain", n)
 
     rows = []
-    for label, build in (("MiniGrad eager, demo step (fused neurons)", minigrad_demo),
-                         ("MiniGrad eager, deep chain of %s ops" % f"{n:,}", chain),
-                         ("closure engine, demo step (unfused)", closure_demo)):
+    for label, build in (
+        ("MiniGrad eager, demo step (fused neurons)", minigrad_demo),
+        (f"MiniGrad eager, deep chain of {n:,} ops", chain),
+        ("closure engine, demo step (unfused)", closure_demo),
+    ):
         per_node, count, held, freed = graph_memory(build)
         rows.append([label, f"{count:,}", f"{per_node:.0f}", f"{held / 1024:.0f} KiB", f"{freed:,}"])
         if label.startswith("MiniGrad"):
-            report.verdict(f"<= 250 bytes per node ({label.split(', ', 1)[1]})", f"{per_node:.0f} bytes",
-                           per_node <= TARGETS["bytes_per_node"])
+            report.verdict(
+                f"<= 250 bytes per node ({label.split(', ', 1)[1]})",
+                f"{per_node:.0f} bytes",
+                per_node <= TARGETS["bytes_per_node"],
+            )
             # What stays allocated is the interpreter's free lists of small tuples and floats (bounded).
             freed_at_once = freed == 0 and held < 1024 * 1024
-            report.verdict(f"graph freed by reference counting alone ({label.split(', ', 1)[1]})",
-                           f"{freed:,} objects left for the collector", freed_at_once)
+            report.verdict(
+                f"graph freed by reference counting alone ({label.split(', ', 1)[1]})",
+                f"{freed:,} objects left for the collector",
+                freed_at_once,
+            )
     report.section(
         "Memory: bytes per graph node (tracemalloc), and what a dropped graph leaves to the cyclic collector",
-        ["graph", "nodes", "bytes/node", "held after drop (collector off)", "objects the collector frees"], rows,
+        ["graph", "nodes", "bytes/node", "held after drop (collector off)", "objects the collector frees"],
+        rows,
         "Nodes built while the collector is off; the graph's last reference is then dropped. MiniGrad's "
         "nodes refer only to their inputs, so reference counting frees them at once; the closure "
         "engine's nodes refer to themselves through their _backward closures, so they wait for the "
-        "cyclic collector. A demo node has many inputs (a fused neuron reads 2n + 1 Values), which its bytes include. "
-        "The little MiniGrad memory held after the drop is the interpreter's free lists of small tuples and floats, kept for reuse.",
+        "cyclic collector. A demo node has many inputs (a fused neuron reads 2n + 1 Values), which its "
+        "bytes include. The little MiniGrad memory held after the drop is the interpreter's free lists "
+        "of small tuples and floats, kept for reuse.",
     )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="MiniGrad's benchmark suite")
     parser.add_argument("--quick", action="store_true", help="smaller graphs, fewer repeats (under a minute)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="process CPU time (default; less disturbed by other programs) or wall-clock time")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="process CPU time (default; less disturbed by other programs) or wall-clock time",
+    )
     parser.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown to FILE")
-    parser.add_argument("--only", choices=("demo", "lifted", "backward", "growth", "memory"), action="append",
-                        help="run only these parts (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=("demo", "lifted", "backward", "growth", "memory"),
+        action="append",
+        help="run only these parts (repeatable)",
+    )
     args = parser.parse_args(argv)
     clock = clock_function(args.clock)
     parts = args.only or ["demo", "lifted", "backward", "growth", "memory"]
@@ -780,8 +937,11 @@ def main(argv=None) -> int:
         demo_step(report, args.quick, clock)
     if "lifted" in parts:  # imports torch: after every part measured without it
         lifted_rows(report, args.quick, clock)
-    print_table("Targets", ["target", "measured", "met"],
-                [[t, m, "yes" if ok else "NO"] for t, m, ok in sorted(report.verdicts, key=lambda v: "demo step" not in v[0])])
+    print_table(
+        "Targets",
+        ["target", "measured", "met"],
+        [[t, m, "yes" if ok else "NO"] for t, m, ok in sorted(report.verdicts, key=lambda v: "demo step" not in v[0])],
+    )
     print(f"\n(the suite took {time.perf_counter() - started:.0f} s)")
     if args.markdown:
         Path(args.markdown).write_text(markdown(report, machine))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # closure_engine, when imported from elsewhere
 
-from closure_engine import ClosureValue  # noqa: E402
+from closure_engine import ClosureValue
 
 ALPHA = 1e-4  # L2 strength
 LR = 0.5  # a fixed learning rate: the engines are compared step by step
@@ -47,6 +47,7 @@ def demo_problem(samples: int = 100, seed: int = 1337) -> Problem:
 
 
 # -- MiniGrad -----------------------------------------------------------------------------
+
 
 def minigrad_model(problem: Problem):
     """minigrad_nn's MLP as a user builds it (same seed, so the same initial weights)."""
@@ -81,8 +82,8 @@ def make_eager_step(problem: Problem):
 
 def make_replay_step(problem: Problem):
     """The same step, recorded once and replayed on floats."""
-    from minigrad_replay import record
     from minigrad_nn import losses, optim
+    from minigrad_replay import record
 
     model = minigrad_model(problem)
     params = model.parameters()
@@ -108,8 +109,8 @@ def make_batched_step(problem: Problem):
     term (which depends on no example) is a replay of its own."""
     import numpy as np
 
-    from minigrad_replay import record, record_batch
     from minigrad_nn import losses, optim
+    from minigrad_replay import record, record_batch
 
     model = minigrad_model(problem)
     params = model.parameters()
@@ -132,6 +133,7 @@ def make_batched_step(problem: Problem):
 
 
 # -- the closure-per-node reference ---------------------------------------------------------
+
 
 def make_closure_step(problem: Problem):
     """The seed's design: micrograd's MLP on ClosureValue (a closure per node)."""
@@ -162,6 +164,7 @@ def make_closure_step(problem: Problem):
 
 
 # -- PyTorch --------------------------------------------------------------------------------
+
 
 def make_torch_scalar_step(problem: Problem):
     """PyTorch autograd on 0-d float64 tensors, building the same scalar graph as micrograd."""
@@ -202,7 +205,9 @@ def make_torch_batched_step(problem: Problem):
     import torch
 
     torch.set_num_threads(1)
-    weights = [torch.tensor([ws for ws, _ in layer], dtype=torch.float64, requires_grad=True) for layer in problem.weights]
+    weights = [
+        torch.tensor([ws for ws, _ in layer], dtype=torch.float64, requires_grad=True) for layer in problem.weights
+    ]
     biases = [torch.tensor([b for _, b in layer], dtype=torch.float64, requires_grad=True) for layer in problem.weights]
     params = weights + biases
     X = torch.tensor(problem.X, dtype=torch.float64)
@@ -227,6 +232,7 @@ def make_torch_batched_step(problem: Problem):
 
 
 # -- hand-written backprop on floats ------------------------------------------------------
+
 
 def make_floats_step(problem: Problem):
     """Forward and backward written out by hand on Python floats: the pure-Python floor."""
@@ -300,6 +306,7 @@ DEMO_ENGINES = {
 
 # -- graphs that grow: a deep chain and a wide sum ------------------------------------------
 
+
 def minigrad_chain(n: int):
     """n ops in a chain (depth n): y = tanh(y * w), with one shared leaf w."""
     from minigrad_core import Value
@@ -347,6 +354,7 @@ def closure_wide(n: int):
 # whole batch and leaves the gradients in the parameters (``.grad`` of the Values, or of the
 # tensors), returning the loss: what ``record_batch(...).backward(X, Y, reduce="mean")``
 # does, and PyTorch's ``loss.backward()`` after setting every ``grad`` to None.
+
 
 @dataclass
 class Network:

@@ -35,6 +35,7 @@ class CourseError(Exception):
 
 # -- the chapters ---------------------------------------------------------------------------------
 
+
 def chapters(selection=()) -> list[Path]:
     """The chapter files in order; ``selection`` narrows them by number ("3") or name part."""
     every = sorted(COURSE.glob("[0-9][0-9]_*.py"))
@@ -65,8 +66,10 @@ def slowest_cell(notebook) -> tuple[float, int]:
     for number, cell in enumerate(notebook.cells, 1):
         timing = cell.get("metadata", {}).get("execution", {})
         if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
-            seconds = (datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-                       - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
+            seconds = (
+                datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+                - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            ).total_seconds()
             slowest = max(slowest, (seconds, number))
     return slowest
 
@@ -81,6 +84,7 @@ def title_of(notebook, fallback: str) -> str:
 
 
 # -- running --------------------------------------------------------------------------------------
+
 
 def kernel_manager():
     """A kernel manager for this very Python: ipykernel's built-in spec for ``sys.executable``.
@@ -103,8 +107,7 @@ def execute(path: Path):
 
     notebook = read(path)
     manager = kernel_manager()
-    client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S,
-                            resources={"metadata": {"path": str(COURSE)}})
+    client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(COURSE)}})
     try:
         try:
             client.execute()
@@ -153,6 +156,7 @@ def execute_all(paths: list[Path], jobs: int = 1, report=print) -> tuple[dict, d
 
 
 # -- HTML -----------------------------------------------------------------------------------------
+
 
 def static_widgets(notebook) -> None:
     """Replace each widget output (a tqdm progress bar) by the text it showed last.
@@ -231,6 +235,7 @@ them yourself.</p>
 
 # -- exercises ------------------------------------------------------------------------------------
 
+
 def strip_solutions(source: str, where: str = "a cell") -> tuple[str, int]:
     """``source`` with every solution block replaced by ``raise NotImplementedError``, and how many."""
     lines, kept, count, inside = source.split("\n"), [], 0, None
@@ -276,16 +281,19 @@ def strip(paths: list[Path], out: Path) -> dict[Path, int]:
 
 # -- the command line -----------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="course.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_p = commands.add_parser("run", help="execute every chapter in a fresh kernel; fail on any error")
     html_p = commands.add_parser("html", help="execute every chapter and render it, with an index page")
-    html_p.add_argument("--out", type=Path, default=COURSE / "build" / "html",
-                        help="folder (default: course/build/html)")
+    html_p.add_argument(
+        "--out", type=Path, default=COURSE / "build" / "html", help="folder (default: course/build/html)"
+    )
     strip_p = commands.add_parser("strip", help="write the exercise notebooks, solutions removed")
-    strip_p.add_argument("--out", type=Path, default=COURSE / "build" / "exercises",
-                         help="folder (default: course/build/exercises)")
+    strip_p.add_argument(
+        "--out", type=Path, default=COURSE / "build" / "exercises", help="folder (default: course/build/exercises)"
+    )
     for sub in (run_p, html_p, strip_p):
         sub.add_argument("chapters", nargs="*", help="chapter numbers or names (default: all)")
     for sub in (run_p, html_p):
@@ -300,8 +308,10 @@ def main(argv=None) -> int:
         executed, failures = execute_all(paths, args.jobs, report=lambda line: print(line, flush=True))
         if failures:
             print("\n\n".join(failures.values()), file=sys.stderr)
-            print(f"{len(failures)} of {len(paths)} chapter(s) failed: {', '.join(p.name for p in failures)}",
-                  file=sys.stderr)
+            print(
+                f"{len(failures)} of {len(paths)} chapter(s) failed: {', '.join(p.name for p in failures)}",
+                file=sys.stderr,
+            )
             return 1
         if args.command == "html":
             pages = export_html(executed, args.out)

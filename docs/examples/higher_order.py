@@ -30,6 +30,7 @@ DEFAULT_PNG = Path(__file__).with_name("tanh_derivatives.png")
 
 # -- 1. tanh and its derivatives ------------------------------------------------------------
 
+
 def tanh(x):
     return ops.tanh(x)  # a number for a number, a graph node for a Value
 
@@ -59,8 +60,7 @@ def plot_tanh_derivatives(path: Path, low: float = -4.0, high: float = 4.0, poin
     axes.set_xlim(low, high)
     axes.set_xlabel("x")
     axes.set_ylabel("value")
-    axes.set_title("tanh and its first four derivatives\n"
-                   "computed with MiniGrad: grad(tanh), grad(grad(tanh)), ...")
+    axes.set_title("tanh and its first four derivatives\ncomputed with MiniGrad: grad(tanh), grad(grad(tanh)), ...")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left", frameon=True)
     figure.tight_layout()
@@ -70,6 +70,7 @@ def plot_tanh_derivatives(path: Path, low: float = -4.0, high: float = 4.0, poin
 
 
 # -- 2. Newton's method with a Hessian built from Values --------------------------------------
+
 
 def rosenbrock(x, y):
     """The classic curved valley; its one minimum is f(1, 1) = 0."""
@@ -121,8 +122,9 @@ def newton(f, start, steps: int = 30, tolerance: float = 1e-12):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("png", nargs="?", type=Path, default=DEFAULT_PNG,
-                        help=f"where to write the plot (default: {DEFAULT_PNG})")
+    parser.add_argument(
+        "png", nargs="?", type=Path, default=DEFAULT_PNG, help=f"where to write the plot (default: {DEFAULT_PNG})"
+    )
     args = parser.parse_args(argv)
 
     plot_tanh_derivatives(args.png)

@@ -26,6 +26,15 @@ from .replay import (
 __version__ = "0.2.0"
 
 __all__ = [
-    "record", "record_batch", "Recorder", "BatchedRecorder", "LiftedRecorder", "Tape", "BatchedTape",
-    "GraphChangedError", "ReplayArgumentError", "ReplayFallbackWarning", "__version__",
+    "record",
+    "record_batch",
+    "Recorder",
+    "BatchedRecorder",
+    "LiftedRecorder",
+    "Tape",
+    "BatchedTape",
+    "GraphChangedError",
+    "ReplayArgumentError",
+    "ReplayFallbackWarning",
+    "__version__",
 ]

@@ -49,8 +49,9 @@ import re
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,16 @@ from minigrad_core import (
 from .lifting import CannotLift, LiftedProgram
 
 __all__ = [
-    "record", "record_batch", "Recorder", "BatchedRecorder", "LiftedRecorder", "Tape", "BatchedTape",
-    "GraphChangedError", "ReplayArgumentError", "ReplayFallbackWarning",
+    "record",
+    "record_batch",
+    "Recorder",
+    "BatchedRecorder",
+    "LiftedRecorder",
+    "Tape",
+    "BatchedTape",
+    "GraphChangedError",
+    "ReplayArgumentError",
+    "ReplayFallbackWarning",
 ]
 
 
@@ -245,6 +254,7 @@ def _stop_watching(comparisons: list) -> None:
 # The recorded program
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Instruction:
     """One interior node: ``slot = spec(*inputs, **params)``; inputs and slot index the program's values."""
@@ -269,7 +279,7 @@ class Guard:
         return max(self.left, self.right) if self.right_is_slot else self.left
 
 
-def record(f: Callable, *example_args) -> "Tape":
+def record(f: Callable, *example_args) -> Tape:
     """Run ``f(*example_args)`` once on Values and return its graph as a replayable ``Tape``.
 
     ``example_args`` are numbers, Values, or nested lists / tuples / numpy arrays of them;
@@ -306,7 +316,7 @@ def record(f: Callable, *example_args) -> "Tape":
     return Tape(f, structures, inputs, output, comparisons)
 
 
-def record_batch(f: Callable, *example_args, lift: bool = False) -> "BatchedTape":
+def record_batch(f: Callable, *example_args, lift: bool = False) -> BatchedTape:
     """``record(f, *example_args).batched(lift=lift)``: ``f`` computes one example's loss; the
     batched tape runs it on a whole batch at once (each argument gains a leading batch axis).
     With ``lift=True`` the graph's weighted sums run as matrix products (``minigrad_replay.lifting``)."""
@@ -428,8 +438,13 @@ class Tape:
         self.outputs = [(True, slots[o]) if isinstance(o, Value) else (False, float(o)) for o in output_leaves]
         self.loss = next((slot for is_slot, slot in self.outputs if is_slot), None)
         self.guards = [
-            Guard(slots[left], symbol, slots[right] if isinstance(right, Value) else float(right),
-                  isinstance(right, Value), bool(result))
+            Guard(
+                slots[left],
+                symbol,
+                slots[right] if isinstance(right, Value) else float(right),
+                isinstance(right, Value),
+                bool(result),
+            )
             for left, right, symbol, result in comparisons
         ]
         # where each guard is checked: after the last node it reads (the leaves: before any node)
@@ -439,8 +454,9 @@ class Tape:
         self.recorded_outputs = [o.data if isinstance(o, Value) else float(o) for o in output_leaves]
         self._needs_grad = self._loss_ancestry()
         # the parameters whose .grad backward writes: leaves the loss depends on
-        self._grad_params = [i for i in range(len(self.params))
-                             if i not in constants and self._needs_grad[self.n_inputs + i]]
+        self._grad_params = [
+            i for i in range(len(self.params)) if i not in constants and self._needs_grad[self.n_inputs + i]
+        ]
         self._forward_only = None
         self._forward_backward = None
         # The straight-line Python is written on first use: a lifted or batched run of a big
@@ -474,14 +490,16 @@ class Tape:
         return (
             self.structures,
             len(self.params),
-            tuple((i.spec.name, i.spec.plugin, tuple(sorted((i.params or {}).items())), i.inputs)
-                  for i in self.instructions),
+            tuple(
+                (i.spec.name, i.spec.plugin, tuple(sorted((i.params or {}).items())), i.inputs)
+                for i in self.instructions
+            ),
             tuple((g.left, g.symbol, g.right, g.right_is_slot, g.result) for g in self.guards),
             tuple(self.outputs),
             self.output_structure,
         )
 
-    def matches(self, other: "Tape") -> bool:
+    def matches(self, other: Tape) -> bool:
         """Whether ``other`` (e.g. a fresh recording) has this tape's structure."""
         return self.signature == other.signature
 
@@ -499,8 +517,11 @@ class Tape:
             )
         replayed = self._flat_outputs(self._run(args, backward=False)[0])
         for i, (mine, eager) in enumerate(zip(replayed, fresh.recorded_outputs)):
-            if not (mine == eager or math.isclose(mine, eager, rel_tol=rel_tol, abs_tol=1e-12)
-                    or (math.isnan(mine) and math.isnan(eager))):
+            if not (
+                mine == eager
+                or math.isclose(mine, eager, rel_tol=rel_tol, abs_tol=1e-12)
+                or (math.isnan(mine) and math.isnan(eager))
+            ):
                 raise GraphChangedError(
                     f"replay of {self.name}: output {i} is {shorten(mine)} on replay but {shorten(eager)} when "
                     f"run on Values. {self.name} reads a number the graph does not show (e.g. Value(x.data) or "
@@ -544,8 +565,7 @@ class Tape:
         if len(args) != len(self.structures):
             names = ", ".join(self.arg_names) or "no arguments"
             raise ReplayArgumentError(
-                f"replay of {self.name}: recorded with {len(self.structures)} argument(s) ({names}), "
-                f"got {len(args)}"
+                f"replay of {self.name}: recorded with {len(self.structures)} argument(s) ({names}), got {len(args)}"
             )
         flat: list = []
         value_args: list = []
@@ -556,8 +576,9 @@ class Tape:
     def _run(self, args, backward: bool):
         flat, value_args = self._flat_args(args)
         if backward and self.loss is None:
-            raise TypeError(f"replay of {self.name}: {self.name} returned no Value, so there is nothing to "
-                            f"differentiate")
+            raise TypeError(
+                f"replay of {self.name}: {self.name} returned no Value, so there is nothing to differentiate"
+            )
         if not backward:
             try:
                 outputs = self._forward_function()(flat, self.params)
@@ -675,7 +696,7 @@ class Tape:
                 raise self._changed(index, left, right)
 
     # -- batches -------------------------------------------------------------------------------
-    def batched(self, lift: bool = False) -> "BatchedTape":
+    def batched(self, lift: bool = False) -> BatchedTape:
         """This graph evaluated for a whole batch at once with numpy (see ``BatchedTape``);
         ``lift=True``: weighted sums over the same inputs as matrix products, and each op's
         nodes of one level as one array operation (see ``minigrad_replay.lifting``)."""
@@ -783,8 +804,9 @@ def _first_difference(recorded: Tape, fresh: Tape) -> str:
             )
     if len(recorded.instructions) != len(fresh.instructions):
         return f"it has {len(fresh.instructions)} nodes, not {len(recorded.instructions)}"
-    if [(g.left, g.symbol, g.right, g.result) for g in recorded.guards] != \
-            [(g.left, g.symbol, g.right, g.result) for g in fresh.guards]:
+    if [(g.left, g.symbol, g.right, g.result) for g in recorded.guards] != [
+        (g.left, g.symbol, g.right, g.result) for g in fresh.guards
+    ]:
         return "its comparisons (Python control flow) differ"
     if recorded.outputs != fresh.outputs:
         return "it returns other outputs"
@@ -826,7 +848,7 @@ def _sum_lines(target: str, first: str, terms: list[str]) -> list[str]:
     head = terms[:_TERMS_PER_LINE]
     lines = [f"{target} = {' + '.join([first, *head]) if first else ' + '.join(head)}"]
     for start in range(_TERMS_PER_LINE, len(terms), _TERMS_PER_LINE):
-        lines.append(f"{target} = {target} + {' + '.join(terms[start:start + _TERMS_PER_LINE])}")
+        lines.append(f"{target} = {target} + {' + '.join(terms[start : start + _TERMS_PER_LINE])}")
     return lines
 
 
@@ -874,7 +896,7 @@ class _CodeWriter:
 
     def _literal(self, value) -> str:
         """Source text for a number: its repr when that is a plain literal, else a global."""
-        if type(value) is float and math.isfinite(value) or type(value) is int and abs(value) < 2**63:
+        if (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 2**63):
             text = repr(value)
             return f"({text})" if value < 0 else text
         return self._new_global("const", value)
@@ -911,8 +933,7 @@ class _CodeWriter:
         if tape.n_inputs:
             body.append(f"{_unpack_source(names[: tape.n_inputs])} = inputs")
         if tape.params:
-            body.append(f"{_unpack_source(names[tape.n_inputs : tape.first_interior])} = "
-                        f"[p.data for p in parameters]")
+            body.append(f"{_unpack_source(names[tape.n_inputs : tape.first_interior])} = [p.data for p in parameters]")
         body += self._guard_lines(tape.guards_at.get(tape.first_interior - 1, ()))
         return body, tape.guards_at
 
@@ -984,7 +1005,7 @@ class _ScalarCode(_CodeWriter):
             if not instr.inputs:
                 continue  # an op without inputs passes nothing on
             index = instr.slot - tape.first_interior
-            spec_name = self._global("spec", instr.spec, lambda: instr.spec)
+            spec_name = self._global("spec", instr.spec, lambda spec=instr.spec: spec)
             call = f"partials({spec_name}, {self.inputs_source(instr)}, {node}, {self._params(instr.params)})"
             if instr.slot != loss:
                 call += f" if g_{node} != 0.0 or {node} - {node} != 0.0 else {self._zeros(len(instr.inputs))}"
@@ -1041,14 +1062,16 @@ class _ScalarCode(_CodeWriter):
             right = self.names[guard.right] if guard.right_is_slot else self._literal(guard.right)
             test = f"{left} {guard.symbol} {right}"
             condition = f"not ({test})" if guard.result else test
-            lines.append(f"if {condition}: raise _changed({index}, {left}, {right})  "
-                         f"# recorded: {test} was {guard.result}")
+            lines.append(
+                f"if {condition}: raise _changed({index}, {left}, {right})  # recorded: {test} was {guard.result}"
+            )
         return lines
 
 
 # ---------------------------------------------------------------------------------------------
 # Ops on arrays: their numpy forms or rules when those work, else the rules example by example
 # ---------------------------------------------------------------------------------------------
+
 
 class _NotAColumn(Exception):
     """A rule run on arrays gave something that is not one number per example."""
@@ -1104,8 +1127,11 @@ def _numpy_trouble(error: BaseException) -> bool:
 
 
 def _agrees(array_result: float, scalar_result: float) -> bool:
-    return (array_result == scalar_result or math.isclose(array_result, scalar_result, rel_tol=1e-9)
-            or (math.isnan(array_result) and math.isnan(scalar_result)))
+    return (
+        array_result == scalar_result
+        or math.isclose(array_result, scalar_result, rel_tol=1e-9)
+        or (math.isnan(array_result) and math.isnan(scalar_result))
+    )
 
 
 class _BatchRule:
@@ -1143,8 +1169,9 @@ class _BatchRule:
             result = _as_column(result, size)
             if self.mode["forward"] is None and spec.np_forward is None:
                 columns = _columns(inputs, size)
-                self._check_examples(result, [0, size - 1],
-                                     lambda i: evaluate(spec, [column[i] for column in columns], params))
+                self._check_examples(
+                    result, [0, size - 1], lambda i: evaluate(spec, [column[i] for column in columns], params)
+                )
         except Exception as error:
             result = self._forward_examples(inputs, params, size)  # the rule's own error, if it has one
             if not _numpy_trouble(error):
@@ -1163,8 +1190,9 @@ class _BatchRule:
         try:
             with np.errstate(divide="raise", over="raise", invalid="raise"):
                 if spec.np_derivative is not None:
-                    partials = (spec.np_derivative(*inputs, out, **params) if params
-                                else spec.np_derivative(*inputs, out))
+                    partials = (
+                        spec.np_derivative(*inputs, out, **params) if params else spec.np_derivative(*inputs, out)
+                    )
                     if not isinstance(partials, (tuple, list)) or len(partials) != len(inputs):
                         raise _NotAColumn(f"np_derivative returned {shorten(partials)}, not {len(inputs)} partials")
                 else:
@@ -1174,8 +1202,13 @@ class _BatchRule:
                 columns, outs = _columns(inputs, size), _columns([out], size)[0]
                 for k, partial in enumerate(partials):
                     if type(partial) is np.ndarray:
-                        self._check_examples(partial, [0, size - 1], lambda i, k=k: float(
-                            local_derivatives(spec, [column[i] for column in columns], outs[i], params)[k]))
+                        self._check_examples(
+                            partial,
+                            [0, size - 1],
+                            lambda i, k=k: float(
+                                local_derivatives(spec, [column[i] for column in columns], outs[i], params)[k]
+                            ),
+                        )
         except Exception as error:
             partials = self._derivative_examples(inputs, out, params, size)
             if not _numpy_trouble(error):
@@ -1188,8 +1221,10 @@ class _BatchRule:
         for i in indices:
             expected = scalar(i)
             if not _agrees(float(result[i]), expected):
-                raise _NotAColumn(f"on arrays it gives {float(result[i])!r} for example {i}, where the rule on "
-                                  f"that example gives {expected!r}")
+                raise _NotAColumn(
+                    f"on arrays it gives {float(result[i])!r} for example {i}, where the rule on "
+                    f"that example gives {expected!r}"
+                )
 
     def _fall_back(self, role: str, error: Exception) -> None:
         if self.mode[role] != "examples":
@@ -1214,14 +1249,17 @@ class _BatchRule:
 
 def _fallback_message(who: str, spec, role: str, reason: str) -> str:
     other = "np_forward" if role == "forward" else "np_derivative"
-    return (f"{who}: op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule does not run on numpy arrays "
-            f"({reason}), so it is evaluated one example at a time, which is slow. Give its OpSpec {other} "
-            f"to vectorize it.")
+    return (
+        f"{who}: op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule does not run on numpy arrays "
+        f"({reason}), so it is evaluated one example at a time, which is slow. Give its OpSpec {other} "
+        f"to vectorize it."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Batched replay with numpy: one example's graph, a whole batch at once
 # ---------------------------------------------------------------------------------------------
+
 
 def _total(partial, upstream) -> float:
     """Sum over the batch of partial * upstream: the gradient of a value shared by every example."""
@@ -1267,11 +1305,19 @@ class BatchedTape:
         self.lifted: LiftedProgram | None = None
         if lift:
             try:
-                layout = [(arg, column) for arg, structure in enumerate(tape.structures)
-                          for column in range(int(np.prod(_shape_of(structure) or (), dtype=int)))]
-                self.lifted = LiftedProgram(tape, self.is_batch, self._rules,
-                                            lambda spec: _BatchRule(spec, self._note_fallback), whole_graph=False,
-                                            input_layout=layout if len(layout) == tape.n_inputs else None)
+                layout = [
+                    (arg, column)
+                    for arg, structure in enumerate(tape.structures)
+                    for column in range(int(np.prod(_shape_of(structure) or (), dtype=int)))
+                ]
+                self.lifted = LiftedProgram(
+                    tape,
+                    self.is_batch,
+                    self._rules,
+                    lambda spec: _BatchRule(spec, self._note_fallback),
+                    whole_graph=False,
+                    input_layout=layout if len(layout) == tape.n_inputs else None,
+                )
             except CannotLift:
                 pass  # runs as batched replay
             else:  # the lifted program keeps the parameters in its own order
@@ -1332,8 +1378,9 @@ class BatchedTape:
             try:
                 array = np.asarray(arg.data if isinstance(arg, Value) else arg, dtype=float)
             except (TypeError, ValueError) as error:
-                raise ReplayArgumentError(f"batched replay of {self.name}: {where} is not an array of numbers "
-                                          f"({shorten(arg)}): {error}") from None
+                raise ReplayArgumentError(
+                    f"batched replay of {self.name}: {where} is not an array of numbers ({shorten(arg)}): {error}"
+                ) from None
             shape = _shape_of(structure)
             if shape is None:
                 raise ReplayArgumentError(
@@ -1357,8 +1404,9 @@ class BatchedTape:
                 )
             columns.append(array.reshape(size, -1))
         if size is None:
-            raise ReplayArgumentError(f"batched replay of {self.name}: {self.name} takes no arguments, so there "
-                                      f"is no batch")
+            raise ReplayArgumentError(
+                f"batched replay of {self.name}: {self.name} takes no arguments, so there is no batch"
+            )
         return columns, size
 
     def forward(self, *args):
@@ -1383,17 +1431,20 @@ class BatchedTape:
         if self.tape.loss is None:
             raise TypeError(f"batched replay of {self.name}: {self.name} returned no Value to differentiate")
         outputs, arg_grads, size = self._run(args, seed=reduce, input_grads=input_grads)
-        loss = outputs[[i for i, (is_slot, _) in enumerate(self.tape.outputs) if is_slot][0]]
+        loss = outputs[next(i for i, (is_slot, _) in enumerate(self.tape.outputs) if is_slot)]
         loss = float(np.mean(loss) if reduce == "mean" else np.sum(loss)) if np.ndim(loss) else float(loss)
         if not input_grads:
             return loss, None
         grads, start = [], 0
-        for arg, structure in zip(args, self.tape.structures):
+        for structure in self.tape.structures[: len(args)]:
             width = int(np.prod(_shape_of(structure), dtype=int))
             block = [np.broadcast_to(arg_grads[start + j], (size,)) for j in range(width)]
             start += width
-            grads.append(np.stack(block, axis=1).reshape((size, *_shape_of(structure))) if block
-                         else np.zeros((size, *_shape_of(structure))))
+            grads.append(
+                np.stack(block, axis=1).reshape((size, *_shape_of(structure)))
+                if block
+                else np.zeros((size, *_shape_of(structure)))
+            )
         return loss, tuple(grads)
 
     def _run(self, args, seed, input_grads: bool = True):
@@ -1436,8 +1487,11 @@ class BatchedTape:
         if upstream is None:
             return outputs, None, None
         param_grads = grads[self._lifted_grad_positions]
-        if not (np.isfinite(param_grads).all() and (arg_grads is None or np.isfinite(arg_grads).all())
-                and all(np.isfinite(o).all() for o in outputs)):
+        if not (
+            np.isfinite(param_grads).all()
+            and (arg_grads is None or np.isfinite(arg_grads).all())
+            and all(np.isfinite(o).all() for o in outputs)
+        ):
             return None
         return outputs, (list(arg_grads) if arg_grads is not None else None), param_grads
 
@@ -1448,8 +1502,11 @@ class BatchedTape:
     def _warn_fallbacks(self) -> None:
         fallbacks, self._fallbacks = self._fallbacks, []
         for spec, role, reason in fallbacks:
-            warnings.warn(_fallback_message(f"batched replay of {self.name}", spec, role, reason),
-                          ReplayFallbackWarning, stacklevel=4)
+            warnings.warn(
+                _fallback_message(f"batched replay of {self.name}", spec, role, reason),
+                ReplayFallbackWarning,
+                stacklevel=4,
+            )
 
     def _changed(self, index: int, agrees) -> GraphChangedError:
         guard = self.tape.guards[index]
@@ -1501,8 +1558,9 @@ class _BatchedCode(_CodeWriter):
         body.append("# forward: one line per node, on arrays of one value per example")
         for instr in tape.instructions:
             inputs = _tuple_source([names[i] for i in instr.inputs])
-            body.append(f"{names[instr.slot]} = {self._rule('forward', instr.spec)}({inputs}, "
-                        f"{self._params(instr.params)})")
+            body.append(
+                f"{names[instr.slot]} = {self._rule('forward', instr.spec)}({inputs}, {self._params(instr.params)})"
+            )
             body += self._guard_lines(guards_at.get(instr.slot, ()))
         outputs = [names[slot] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
         body.append(f"outputs = {_tuple_source(outputs)}")
@@ -1516,12 +1574,17 @@ class _BatchedCode(_CodeWriter):
                 continue
             inputs = [names[i] for i in instr.inputs]
             partials = [f"d{i}" for i in range(len(inputs))]
-            body.append(f"{_unpack_source(partials)} = {self._rule('derivative', instr.spec)}("
-                        f"{_tuple_source(inputs)}, {names[instr.slot]}, {self._params(instr.params)})")
+            body.append(
+                f"{_unpack_source(partials)} = {self._rule('derivative', instr.spec)}("
+                f"{_tuple_source(inputs)}, {names[instr.slot]}, {self._params(instr.params)})"
+            )
             upstream = f"g_{names[instr.slot]}"
             contributions = []
-            shared = [(slot, partial) for slot, partial in zip(instr.inputs, partials)
-                      if batched.is_batch[instr.slot] and not batched.is_batch[slot]]
+            shared = [
+                (slot, partial)
+                for slot, partial in zip(instr.inputs, partials)
+                if batched.is_batch[instr.slot] and not batched.is_batch[slot]
+            ]
             if len(shared) == 1:  # a value shared by the batch, used by per-example nodes
                 contributions.append((shared[0][0], f"_total({shared[0][1]}, {upstream})"))
             elif shared:  # several: one matrix-vector product sums them all over the batch
@@ -1539,8 +1602,9 @@ class _BatchedCode(_CodeWriter):
                     body.append(f"{target} = {contribution}")
                     assigned.add(slot)
         input_grads = [f"g_{names[s]}" if s in assigned else "0.0" for s in range(tape.n_inputs)]
-        param_grads = [f"g_{names[tape.n_inputs + i]}" if tape.n_inputs + i in assigned else "0.0"
-                       for i in tape._grad_params]
+        param_grads = [
+            f"g_{names[tape.n_inputs + i]}" if tape.n_inputs + i in assigned else "0.0" for i in tape._grad_params
+        ]
         body.append(f"return outputs, [{', '.join(input_grads)}], {_tuple_source(param_grads)}")
         header = [
             f"# Batched replay of {tape.name}: inputs x are arrays (one value per example), "
@@ -1564,6 +1628,7 @@ class _BatchedCode(_CodeWriter):
 # ---------------------------------------------------------------------------------------------
 # The batched engine: a whole graph with numpy, level by level
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Group:
@@ -1597,9 +1662,9 @@ class _LevelProgram:
         depth = max(level, default=0)
         self.forward_plan: list[list[_Group]] = [[] for _ in range(depth + 1)]
         self.backward_plan: list[_Group] = []
-        for (node_level, spec_id, _, _), instrs in grouped.items():
-            self.forward_plan[node_level].append(self._group(rules[spec_id], instrs))
-        for (node_level, spec_id, arity, _), instrs in sorted(grouped.items(), key=lambda item: -item[0][0]):
+        for (level, spec_id, _, _), instrs in grouped.items():
+            self.forward_plan[level].append(self._group(rules[spec_id], instrs))
+        for (_, spec_id, arity, _), instrs in sorted(grouped.items(), key=lambda item: -item[0][0]):
             needed = [i for i in instrs if tape._needs_grad[i.slot]]
             if needed and arity:
                 self.backward_plan.append(self._group(rules[spec_id], needed))
@@ -1712,8 +1777,9 @@ class BatchedRecorder:
         tape = self.tape
         flat, value_args = tape._flat_args(args)
         if backward and tape.loss is None:
-            raise TypeError(f"batched engine of {tape.name}: {tape.name} returned no Value, so there is "
-                            f"nothing to differentiate")
+            raise TypeError(
+                f"batched engine of {tape.name}: {tape.name} returned no Value, so there is nothing to differentiate"
+            )
         with _gradient_lock:
             starts = [_grad_number(tape.params[i]) for i in tape._grad_params] if backward else None
             try:
@@ -1726,8 +1792,11 @@ class BatchedRecorder:
             finally:
                 fallbacks, self._fallbacks = self._fallbacks, []
                 for spec, role, reason in fallbacks:
-                    warnings.warn(_fallback_message(f"batched engine of {tape.name}", spec, role, reason),
-                                  ReplayFallbackWarning, stacklevel=4)
+                    warnings.warn(
+                        _fallback_message(f"batched engine of {tape.name}", spec, role, reason),
+                        ReplayFallbackWarning,
+                        stacklevel=4,
+                    )
             if backward:
                 for i, grad in zip(tape._grad_params, param_grads):
                     tape.params[i].grad = grad
@@ -1743,6 +1812,7 @@ class BatchedRecorder:
 # The lifted engine: a whole graph as matrix products and array operations
 # ---------------------------------------------------------------------------------------------
 
+
 class _LiftedEngineProgram:
     """A whole recorded graph (every example in it) run as a ``LiftedProgram``: the weighted
     sums that read different inputs with the same weights become one matrix product. Where
@@ -1754,8 +1824,9 @@ class _LiftedEngineProgram:
         self.on_fallback = on_fallback
         self.rules: dict[int, _BatchRule] = {}
         per_example = _depends_on_inputs(tape)
-        self.lifted = LiftedProgram(tape, per_example, self.rules,
-                                    lambda spec: _BatchRule(spec, on_fallback), whole_graph=True)
+        self.lifted = LiftedProgram(
+            tape, per_example, self.rules, lambda spec: _BatchRule(spec, on_fallback), whole_graph=True
+        )
         order = self.lifted.parameter_order
         self.params = [tape.params[i] for i in order]
         position = {index: k for k, index in enumerate(order)}
@@ -1769,8 +1840,9 @@ class _LiftedEngineProgram:
         inputs = [np.array(flat, dtype=float).reshape(1, -1)]
         upstream = None if starts is None else (np.ones(1) if self.loss_per_example else 1.0)
         try:
-            outputs, input_grads, grads = self.lifted.run(inputs, parameters, upstream, self._changed,
-                                                          starts is not None)
+            outputs, input_grads, grads = self.lifted.run(
+                inputs, parameters, upstream, self._changed, starts is not None
+            )
         except GraphChangedError:
             raise
         except Exception:
@@ -1779,8 +1851,9 @@ class _LiftedEngineProgram:
         if starts is None:
             return outputs, None, None
         param_grads = grads[self.grad_positions]
-        if not (np.isfinite(param_grads).all() and np.isfinite(input_grads).all()
-                and all(math.isfinite(o) for o in outputs)):
+        if not (
+            np.isfinite(param_grads).all() and np.isfinite(input_grads).all() and all(math.isfinite(o) for o in outputs)
+        ):
             return self._level_program().run(flat, starts)
         param_grads = [start + grad for start, grad in zip(starts, param_grads.tolist())]
         return outputs, input_grads[:, 0].tolist(), param_grads

@@ -80,7 +80,9 @@ def test_a_function_name_with_a_newline_and_code_runs_nothing(tmp_path, monkeypa
 
     obj = Callable()
     obj.__name__ = INJECTED
-    NamedClass = type("C\nimport builtins; builtins.MINIGRAD_PWNED = True\n#", (), {"__call__": lambda self, x: guarded(x)})
+    NamedClass = type(
+        "C\nimport builtins; builtins.MINIGRAD_PWNED = True\n#", (), {"__call__": lambda self, x: guarded(x)}
+    )
 
     for function in (f, obj, NamedClass()):
         tape = record(function, 1.0)
@@ -114,6 +116,7 @@ def test_names_shown_in_source_and_messages_are_cleaned():
 
 
 # -- (b) ops without inputs ----------------------------------------------------------------------
+
 
 def test_an_op_without_inputs_replays():
     one = register_op(OpSpec(name="one", arity=0, forward=lambda: 1.0, derivative=lambda out: ()))
@@ -164,6 +167,7 @@ def test_a_node_made_by_hand_replays_only_if_an_op_gives_its_rules():
 
 
 # -- (c) comparisons in other threads ---------------------------------------------------------------
+
 
 def test_a_recording_sees_only_its_own_thread_s_comparisons():
     stop = threading.Event()
@@ -236,6 +240,7 @@ def test_recordings_in_several_threads_at_once_each_keep_their_own_guards():
 
 # -- (d) error messages stay short ---------------------------------------------------------------------
 
+
 def test_error_messages_quote_values_shortly():
     huge_text = "x" * 100_000
     with pytest.raises(ReplayArgumentError) as caught:
@@ -256,11 +261,12 @@ def test_error_messages_quote_values_shortly():
 
 # -- the kernel's rules, as backward() runs them ----------------------------------------------------
 
+
 def test_a_node_whose_gradient_is_zero_passes_nothing_on_as_in_backward():
     def f(x):
         return x.sqrt() * 0.0 + x  # sqrt's slope is inf at 0, but its gradient is 0: skipped
 
-    out, (grad,) = record(f, 1.0).value_and_grad(0.0)
+    _, (grad,) = record(f, 1.0).value_and_grad(0.0)
     x = Value(0.0)
     f(x).backward()
     assert grad == x.grad == 1.0
@@ -301,6 +307,7 @@ def test_batched_replay_refuses_what_eager_refuses_naming_the_example():
 
 # -- the engines ------------------------------------------------------------------------------------------
 
+
 def test_the_plugin_registers_both_engines_by_its_entry_point(registry):
     assert registry.engines["replay"] is Recorder
     assert isinstance(registry.engines["batched"](lambda x: x), BatchedRecorder)
@@ -328,10 +335,11 @@ def test_an_engine_trains_like_eager(registry, name):
             outputs = [model(x) for x in inputs]
             total = losses.hinge(outputs, labels) + losses.l2(model.parameters(), 1e-3)
             return total, [[out] for out in outputs]
+
         return loss_fn
 
     engine = registry.engines[name](loss_graph(models["engine"]))
-    for step in range(8):
+    for _ in range(8):
         for model in models.values():
             model.zero_grad()
         eager_loss, eager_outputs = loss_graph(models["eager"])([[Value(v) for v in row] for row in rows])
@@ -383,8 +391,14 @@ def test_the_batched_engine_gives_eager_s_errors_and_numbers_where_numpy_cannot(
 
 def test_the_batched_engine_evaluates_a_branching_rule_one_node_at_a_time_and_says_so_once():
     with using(Registry.from_plugins(minigrad_ops, minigrad_replay.plugin)):
-        leaky = register_op(OpSpec(name="leaky", arity=1, forward=lambda x: x if x > 0 else 0.1 * x,
-                                   derivative=lambda x, out: (1.0 if x > 0 else 0.1,)))
+        leaky = register_op(
+            OpSpec(
+                name="leaky",
+                arity=1,
+                forward=lambda x: x if x > 0 else 0.1 * x,
+                derivative=lambda x, out: (1.0 if x > 0 else 0.1,),
+            )
+        )
 
         def f(xs):
             return sum((apply(leaky, (x,)) * x for x in xs), Value(0.0))

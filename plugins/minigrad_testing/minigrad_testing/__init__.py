@@ -19,6 +19,13 @@ from .kit import (
 )
 
 __all__ = [
-    "check_op", "check_grads", "op_inputs", "expressions", "allowed_intervals",
-    "GradientCheckError", "OpCheckResult", "OpExample", "RandomExpression",
+    "check_op",
+    "check_grads",
+    "op_inputs",
+    "expressions",
+    "allowed_intervals",
+    "GradientCheckError",
+    "OpCheckResult",
+    "OpExample",
+    "RandomExpression",
 ]

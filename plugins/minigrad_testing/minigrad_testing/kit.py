@@ -30,8 +30,9 @@ import inspect
 import itertools
 import math
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 try:
     from hypothesis import Phase, assume, given, settings
@@ -58,8 +59,15 @@ from minigrad_core import (
 )
 
 __all__ = [
-    "check_op", "check_grads", "op_inputs", "expressions", "allowed_intervals",
-    "GradientCheckError", "OpCheckResult", "OpExample", "RandomExpression",
+    "check_op",
+    "check_grads",
+    "op_inputs",
+    "expressions",
+    "allowed_intervals",
+    "GradientCheckError",
+    "OpCheckResult",
+    "OpExample",
+    "RandomExpression",
 ]
 
 EPS = sys.float_info.epsilon
@@ -97,8 +105,10 @@ class OpCheckResult:
 
 # -- drawing inputs from an op's domain ----------------------------------------------------------
 
-def allowed_intervals(domain: Domain, index: int, sample_range=SAMPLE_RANGE,
-                      margin: float = KINK_MARGIN) -> list[tuple[float, float]]:
+
+def allowed_intervals(
+    domain: Domain, index: int, sample_range=SAMPLE_RANGE, margin: float = KINK_MARGIN
+) -> list[tuple[float, float]]:
     """The closed intervals to draw input ``index`` from: the domain's bounds within the
     sampling range, with a gap of ``margin * max(1, |point|)`` around each kink and finite bound."""
     low, high = _bounds_of(domain, index)
@@ -168,8 +178,9 @@ def _input_strategy(domain: Domain, index: int, sample_range, margin):
     return st.one_of([st.floats(a, b, allow_nan=False, allow_infinity=False) for a, b in intervals])
 
 
-def op_inputs(spec: OpSpec, *, sample_range=SAMPLE_RANGE, margin: float = KINK_MARGIN,
-              max_inputs: int = MAX_VARIADIC_INPUTS) -> st.SearchStrategy[OpExample]:
+def op_inputs(
+    spec: OpSpec, *, sample_range=SAMPLE_RANGE, margin: float = KINK_MARGIN, max_inputs: int = MAX_VARIADIC_INPUTS
+) -> st.SearchStrategy[OpExample]:
     """A hypothesis strategy of valid inputs for ``spec``: ``OpExample(inputs, params)``.
 
     Inputs lie inside the domain's bounds (intersected with ``sample_range``), at least
@@ -180,8 +191,9 @@ def op_inputs(spec: OpSpec, *, sample_range=SAMPLE_RANGE, margin: float = KINK_M
     params = parameter_values(spec)
     domain = spec.domain
     arity = spec.arity
-    per_input = [_input_strategy(domain, i, sample_range, margin)
-                 for i in range(arity if arity is not None else max_inputs)]
+    per_input = [
+        _input_strategy(domain, i, sample_range, margin) for i in range(arity if arity is not None else max_inputs)
+    ]
     counts = (arity,) if arity is not None else _input_counts(spec, params, max_inputs)
 
     @st.composite
@@ -205,12 +217,14 @@ def _input_counts(spec: OpSpec, params: Mapping[str, tuple], max_inputs: int) ->
             evaluate(spec, [0.5] * count, first)
         except TypeError:
             continue
-        except Exception:  # noqa: BLE001 - outside the domain, but the count itself is fine
+        except Exception:
             pass
         accepted.append(count)
     if not accepted:
-        raise OpSpecError(f"{_who(spec)} accepts none of 1 to {max_inputs} inputs (its forward raised TypeError "
-                          f"for each): there is nothing to check")
+        raise OpSpecError(
+            f"{_who(spec)} accepts none of 1 to {max_inputs} inputs (its forward raised TypeError "
+            f"for each): there is nothing to check"
+        )
     return tuple(accepted)
 
 
@@ -219,6 +233,7 @@ def _where(domain: Domain, inputs, params) -> bool:
 
 
 # -- comparing numbers and reporting ------------------------------------------------------------
+
 
 @dataclass
 class _Comparison:
@@ -273,13 +288,21 @@ def _report(title: str, where: list[str], comparisons: list[_Comparison], notes:
     return "\n".join(lines)
 
 
-def _agree(quantity: str, got: float, expected: float, oracle: str, rtol: float, atol: float,
-           error: float = 0.0) -> _Comparison:
+def _agree(
+    quantity: str, got: float, expected: float, oracle: str, rtol: float, atol: float, error: float = 0.0
+) -> _Comparison:
     return _Comparison(quantity, got, expected, atol + rtol * abs(expected) + error, oracle)
 
 
-def _oracle(quantity: str, got: float, expected: float, oracle: str, finite_difference: _Comparison | None,
-            rtol: float = TORCH_RTOL, atol: float = TORCH_ATOL) -> _Comparison:
+def _oracle(
+    quantity: str,
+    got: float,
+    expected: float,
+    oracle: str,
+    finite_difference: _Comparison | None,
+    rtol: float = TORCH_RTOL,
+    atol: float = TORCH_ATOL,
+) -> _Comparison:
     """A comparison with PyTorch. Where PyTorch itself disagrees with finite differences
     (a convention at a special point, e.g. the derivative of a ** b at b = 0), it does not judge."""
     comparison = _agree(quantity, got, expected, oracle, rtol, atol)
@@ -288,8 +311,9 @@ def _oracle(quantity: str, got: float, expected: float, oracle: str, finite_diff
     return comparison
 
 
-def _central_difference(f: Callable[[list[float]], float], point: Sequence[float], index: int,
-                        h: float) -> tuple[float, float]:
+def _central_difference(
+    f: Callable[[list[float]], float], point: Sequence[float], index: int, h: float
+) -> tuple[float, float]:
     """d f / d point[index] by central differences with step ``h``, and an error estimate
     (how much the step-2h estimate differs, plus the rounding of f's values)."""
     x = point[index]
@@ -351,6 +375,7 @@ def _torch_derivatives(fn: Callable, inputs: Sequence[float], params: Mapping, o
 
 # -- second derivatives on the graph --------------------------------------------------------------
 
+
 def _graph_derivatives(build: Callable[[list[Value]], Value], point: Sequence[float]):
     """First derivatives as Values (backward with create_graph=True), then each of them
     differentiated again: (gradient, Hessian) as numbers. Raises HigherOrderError when a
@@ -372,6 +397,7 @@ def _graph_derivatives(build: Callable[[list[Value]], Value], point: Sequence[fl
 
 
 # -- check_op -------------------------------------------------------------------------------------
+
 
 def _resolve(op: str | OpSpec, registry: Registry | None) -> OpSpec:
     if isinstance(op, OpSpec):
@@ -403,8 +429,9 @@ def _rule_report(spec: OpSpec, inputs: Sequence, params: Mapping, error: Excepti
     at += "".join(f", {k} = {v!r}" for k, v in params.items())
     lines = [f"the derivative rule of {_who(spec)} failed at {at}", f"  {error}"]
     if spec.derivative_formula:
-        lines.append("  its formula: " + "; ".join(
-            f"d out / d {n} = {f}" for n, f in zip(names, spec.derivative_formula)))
+        lines.append(
+            "  its formula: " + "; ".join(f"d out / d {n} = {f}" for n, f in zip(names, spec.derivative_formula))
+        )
     return "\n".join(lines)
 
 
@@ -435,12 +462,17 @@ def _step(spec: OpSpec, inputs: Sequence[float], index: int, params: Mapping) ->
     return None
 
 
-def _check_op_example(spec: OpSpec, inputs: tuple, params: dict, order: int, use_torch: bool,
-                      rtol: float, atol: float) -> bool:
+def _check_op_example(
+    spec: OpSpec, inputs: tuple, params: dict, order: int, use_torch: bool, rtol: float, atol: float
+) -> bool:
     """Check one example; returns False when it cannot be checked (then it is skipped)."""
     names = _input_names(spec, len(inputs))
-    where = ["at " + ", ".join(f"{n} = {_fmt(x)}" for n, x in zip(names, inputs))
-             + "".join(f", {k} = {v!r}" for k, v in params.items())]
+    where = [
+        "at "
+        + ", ".join(f"{n} = {_fmt(x)}" for n, x in zip(names, inputs))
+        + "".join(f", {k} = {v!r}" for k, v in params.items())
+    ]
+
     def forward(point: Sequence[float]) -> float:
         try:
             return evaluate(spec, list(point), params)
@@ -468,30 +500,42 @@ def _check_op_example(spec: OpSpec, inputs: tuple, params: dict, order: int, use
     second_fd = []
     notes = []
     if spec.derivative_formula:
-        notes.append("its derivative_formula says: " + ", ".join(
-            f"d out / d {n} = {f}" for n, f in zip(names, spec.derivative_formula)))
-    notes.append("(finite differences = (forward(x + h) - forward(x - h)) / 2h, with h ~ 6e-6 times the scale of x"
-                 + ("; PyTorch = torch.autograd.grad of spec.torch in float64)" if use_torch else ")"))
+        notes.append(
+            "its derivative_formula says: "
+            + ", ".join(f"d out / d {n} = {f}" for n, f in zip(names, spec.derivative_formula))
+        )
+    notes.append(
+        "(finite differences = (forward(x + h) - forward(x - h)) / 2h, with h ~ 6e-6 times the scale of x"
+        + ("; PyTorch = torch.autograd.grad of spec.torch in float64)" if use_torch else ")")
+    )
 
     if order > 1:
         graph_first, hessian = _graph_derivatives(lambda xs: apply(spec, xs, params), inputs)
         for i, name in enumerate(names):
-            comparisons.append(_agree(f"d out / d {name}", got[i], graph_first[i],
-                                      "the same rule run on Values", TORCH_RTOL, TORCH_ATOL))
+            comparisons.append(
+                _agree(
+                    f"d out / d {name}", got[i], graph_first[i], "the same rule run on Values", TORCH_RTOL, TORCH_ATOL
+                )
+            )
 
         def partial(i: int) -> Callable[[list[float]], float]:
             return lambda point: _call_derivative(spec, point, forward(point), params)[i]
 
-        hessian_fd = [[_central_difference(partial(i), inputs, j, steps[j]) for j in range(len(inputs))]
-                      for i in range(len(inputs))]
+        hessian_fd = [
+            [_central_difference(partial(i), inputs, j, steps[j]) for j in range(len(inputs))]
+            for i in range(len(inputs))
+        ]
         for i, j in itertools.product(range(len(inputs)), repeat=2):
             expected, error = hessian_fd[i][j]
             quantity = f"d² out / d {names[i]} d {names[j]}"
-            second_fd.append(_agree(quantity, hessian[i][j], expected,
-                                    "finite differences of the rule", rtol, atol, error))
+            second_fd.append(
+                _agree(quantity, hessian[i][j], expected, "finite differences of the rule", rtol, atol, error)
+            )
         comparisons += second_fd
-        notes.append("(second derivatives: the derivative rule run on Values with backward(create_graph=True), "
-                     "then backward() again; compared with finite differences of the rule)")
+        notes.append(
+            "(second derivatives: the derivative rule run on Values with backward(create_graph=True), "
+            "then backward() again; compared with finite differences of the rule)"
+        )
 
     if use_torch:
         t_out, t_grad, t_hessian = _torch_derivatives(spec.torch, inputs, params, order)
@@ -507,10 +551,18 @@ def _check_op_example(spec: OpSpec, inputs: tuple, params: dict, order: int, use
     return True
 
 
-def check_op(op: str | OpSpec, order: int = 1, *, registry: Registry | None = None,
-             max_examples: int | None = None, rtol: float = RTOL, atol: float = ATOL,
-             use_torch: bool | None = None, sample_range=SAMPLE_RANGE,
-             margin: float = KINK_MARGIN) -> OpCheckResult:
+def check_op(
+    op: str | OpSpec,
+    order: int = 1,
+    *,
+    registry: Registry | None = None,
+    max_examples: int | None = None,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    use_torch: bool | None = None,
+    sample_range=SAMPLE_RANGE,
+    margin: float = KINK_MARGIN,
+) -> OpCheckResult:
     """Check an op's derivative rule on inputs drawn from its domain; raise on a mismatch.
 
     ``op`` is a registered op's name or an ``OpSpec`` (registered or not). ``order=2`` also
@@ -530,8 +582,10 @@ def check_op(op: str | OpSpec, order: int = 1, *, registry: Registry | None = No
     if use_torch is None:
         use_torch = spec.torch is not None and _torch() is not None
     elif use_torch and (spec.torch is None or _torch() is None):
-        raise ValueError(f"check_op({spec.name!r}, use_torch=True): "
-                         + ("torch is not installed" if _torch() is None else "the OpSpec names no torch equivalent"))
+        raise ValueError(
+            f"check_op({spec.name!r}, use_torch=True): "
+            + ("torch is not installed" if _torch() is None else "the OpSpec names no torch equivalent")
+        )
     checked = []
 
     def check_one(example: OpExample) -> None:
@@ -541,14 +595,14 @@ def check_op(op: str | OpSpec, order: int = 1, *, registry: Registry | None = No
     # Timing is not what is checked here (the first call may import torch): no deadline. Nor are
     # hypothesis's list of lines only failing examples ran, or its blob to replay a test case
     # with a decorator (there is no decorated test here): the report says what failed.
-    limits = {"deadline": None, "print_blob": False,
-              "phases": [p for p in settings().phases if p is not Phase.explain]}
+    limits = {"deadline": None, "print_blob": False, "phases": [p for p in settings().phases if p is not Phase.explain]}
     if max_examples is not None:
         limits["max_examples"] = max_examples
     test = settings(**limits)(given(op_inputs(spec, sample_range=sample_range, margin=margin))(check_one))
     nothing_checked = GradientCheckError(
         f"check_op: no input of {_who(spec)} could be checked: every one drawn from its domain "
-        f"({spec.domain.description}) was refused by its `where`, overflowed, or sat on its edge")
+        f"({spec.domain.description}) was refused by its `where`, overflowed, or sat on its edge"
+    )
     try:
         with using(registry) if registry is not None else contextlib.nullcontext():
             test()
@@ -572,8 +626,15 @@ def check_op(op: str | OpSpec, order: int = 1, *, registry: Registry | None = No
 
 # -- check_grads: a whole function of Values -----------------------------------------------------
 
-def check_grads(f: Callable[..., Value], *inputs: float, order: int = 1, rtol: float = RTOL,
-                atol: float = ATOL, torch_fn: Callable | None = None) -> tuple[float, ...]:
+
+def check_grads(
+    f: Callable[..., Value],
+    *inputs: float,
+    order: int = 1,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    torch_fn: Callable | None = None,
+) -> tuple[float, ...]:
     """Check the gradient of ``f`` (Values in, one Value out) at ``inputs`` against central
     differences of ``f`` itself, and against ``torch_fn`` (the same function on torch tensors)
     when given. ``order=2`` checks the second derivatives too. Returns the gradient."""
@@ -612,8 +673,17 @@ def check_grads(f: Callable[..., Value], *inputs: float, order: int = 1, rtol: f
         _, hessian = _graph_derivatives(lambda vs: f(*vs), point)
         for i, j in itertools.product(range(len(point)), repeat=2):
             expected, error = _central_difference(lambda p, i=i: gradient_at(p)[i], point, j, steps[j])
-            second_fd.append(_agree(f"d² out / d {names[i]} d {names[j]}", hessian[i][j], expected,
-                                    "finite differences of the gradient", rtol, atol, error))
+            second_fd.append(
+                _agree(
+                    f"d² out / d {names[i]} d {names[j]}",
+                    hessian[i][j],
+                    expected,
+                    "finite differences of the gradient",
+                    rtol,
+                    atol,
+                    error,
+                )
+            )
         comparisons += second_fd
     if torch_fn is not None:
         t_out, t_grad, t_hessian = _torch_derivatives(torch_fn, point, {}, order)
@@ -631,8 +701,11 @@ def check_grads(f: Callable[..., Value], *inputs: float, order: int = 1, rtol: f
 
 def _argument_names(f: Callable, count: int) -> list[str]:
     try:
-        parameters = [p for p in inspect.signature(f).parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        parameters = [
+            p
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         parameters = []
     if len(parameters) == count:
@@ -648,6 +721,7 @@ def _describe(f: Callable) -> str:
 
 
 # -- random expressions over the registered ops ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Variable:
@@ -706,15 +780,20 @@ class RandomExpression:
 
     def __call__(self, *values) -> Value:
         values = [v if isinstance(v, Value) else Value(v) for v in values]
-        return self._evaluate(self.root, values, lambda spec, args, params: apply(spec, args, params),
-                              lambda c: Value(c))
+        return self._evaluate(
+            self.root, values, lambda spec, args, params: apply(spec, args, params), lambda c: Value(c)
+        )
 
     def torch(self, *tensors):
         torch = _torch()
         if torch is None:
             raise ImportError("RandomExpression.torch needs torch installed")
-        return self._evaluate(self.root, list(tensors), lambda spec, args, params: spec.torch(*args, **params),
-                              lambda c: torch.tensor(c, dtype=torch.float64))
+        return self._evaluate(
+            self.root,
+            list(tensors),
+            lambda spec, args, params: spec.torch(*args, **params),
+            lambda c: torch.tensor(c, dtype=torch.float64),
+        )
 
     def _evaluate(self, node, variables, call, constant):
         if isinstance(node, _Variable):
@@ -748,9 +827,17 @@ def _usable(spec: OpSpec, args: Sequence[float], params: Mapping, margin: float,
     return all(math.isfinite(v) and abs(v) <= magnitude for v in (out, *partials))
 
 
-def expressions(registry: Registry | None = None, *, max_depth: int = 3, variables: int = 2,
-                ops: Sequence[str] | None = None, require_torch: bool = True, sample_range=(-3.0, 3.0),
-                margin: float = 1e-2, magnitude: float = 1e6) -> st.SearchStrategy[RandomExpression]:
+def expressions(
+    registry: Registry | None = None,
+    *,
+    max_depth: int = 3,
+    variables: int = 2,
+    ops: Sequence[str] | None = None,
+    require_torch: bool = True,
+    sample_range=(-3.0, 3.0),
+    margin: float = 1e-2,
+    magnitude: float = 1e6,
+) -> st.SearchStrategy[RandomExpression]:
     """A hypothesis strategy of random expressions over the registered ops (or ``ops``).
 
     Valid by construction: children are drawn first, and an op is applied only where its
@@ -764,9 +851,14 @@ def expressions(registry: Registry | None = None, *, max_depth: int = 3, variabl
     @st.composite
     def draw_expression(draw) -> RandomExpression:
         reg = registry or get_registry()
-        specs = [s for s in sorted(reg.ops.values(), key=lambda s: s.name)
-                 if s.arity != 0 and (ops is None or s.name in ops) and (s.torch is not None or not require_torch)
-                 and _testable_params(s)]
+        specs = [
+            s
+            for s in sorted(reg.ops.values(), key=lambda s: s.name)
+            if s.arity != 0
+            and (ops is None or s.name in ops)
+            and (s.torch is not None or not require_torch)
+            and _testable_params(s)
+        ]
         if not specs:
             raise ValueError(f"expressions: no registered op fits (ops={ops!r}, require_torch={require_torch})")
         number = st.floats(*sample_range, allow_nan=False, allow_infinity=False)
@@ -789,8 +881,9 @@ def expressions(registry: Registry | None = None, *, max_depth: int = 3, variabl
             if not _usable(spec, args, params, margin, magnitude):
                 return children[0]  # this op is undefined (or too steep) here: keep its first input
             used.add(spec.name)
-            return _Call(spec, tuple(node for node, _ in children), tuple(params.items())), \
-                evaluate(spec, args, params or None)
+            return _Call(spec, tuple(node for node, _ in children), tuple(params.items())), evaluate(
+                spec, args, params or None
+            )
 
         root, _ = grow(0)
         return RandomExpression(root, tuple(values), frozenset(used))

@@ -23,16 +23,34 @@ import pytest
 
 def pytest_addoption(parser):
     group = parser.getgroup("minigrad", "MiniGrad gradient checks")
-    group.addoption("--minigrad-check-ops", action="store_true", default=False,
-                    help="add one gradient-check test per registered MiniGrad op (order 1 and 2)")
-    group.addoption("--minigrad-ops", metavar="NAMES", default=None,
-                    help="comma-separated op names to check (implies --minigrad-check-ops)")
-    group.addoption("--minigrad-plugin", metavar="NAMES", default=None,
-                    help="check only the ops these comma-separated plugins provide (implies --minigrad-check-ops)")
-    group.addoption("--minigrad-max-order", type=int, choices=(1, 2), default=None,
-                    help="highest derivative order to check (default 2)")
-    parser.addini("minigrad_check_ops", type="bool", default=False,
-                  help="add one gradient-check test per registered MiniGrad op")
+    group.addoption(
+        "--minigrad-check-ops",
+        action="store_true",
+        default=False,
+        help="add one gradient-check test per registered MiniGrad op (order 1 and 2)",
+    )
+    group.addoption(
+        "--minigrad-ops",
+        metavar="NAMES",
+        default=None,
+        help="comma-separated op names to check (implies --minigrad-check-ops)",
+    )
+    group.addoption(
+        "--minigrad-plugin",
+        metavar="NAMES",
+        default=None,
+        help="check only the ops these comma-separated plugins provide (implies --minigrad-check-ops)",
+    )
+    group.addoption(
+        "--minigrad-max-order",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="highest derivative order to check (default 2)",
+    )
+    parser.addini(
+        "minigrad_check_ops", type="bool", default=False, help="add one gradient-check test per registered MiniGrad op"
+    )
     parser.addini("minigrad_ops", default="", help="comma-separated op names to check")
     parser.addini("minigrad_plugin", default="", help="check only the ops of these comma-separated plugins")
 
@@ -43,9 +61,12 @@ def _names(config, option: str, ini: str) -> list[str] | None:
 
 
 def _requested(config) -> bool:
-    return bool(config.getoption("--minigrad-check-ops") or config.getini("minigrad_check_ops")
-                or _names(config, "--minigrad-ops", "minigrad_ops")
-                or _names(config, "--minigrad-plugin", "minigrad_plugin"))
+    return bool(
+        config.getoption("--minigrad-check-ops")
+        or config.getini("minigrad_check_ops")
+        or _names(config, "--minigrad-ops", "minigrad_ops")
+        or _names(config, "--minigrad-plugin", "minigrad_plugin")
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect items, so they can select op checks too
@@ -72,27 +93,39 @@ class OpChecks(pytest.Collector):
         if plugins is not None:
             unknown = sorted(set(plugins) - set(registry.plugins))
             if unknown:
-                problems.append(f"--minigrad-plugin names {unknown}, which are not loaded; "
-                                f"loaded plugins: {', '.join(sorted(registry.plugins)) or 'none'}")
+                problems.append(
+                    f"--minigrad-plugin names {unknown}, which are not loaded; "
+                    f"loaded plugins: {', '.join(sorted(registry.plugins)) or 'none'}"
+                )
             specs = [spec for spec in specs if spec.plugin in plugins]
         names = _names(config, "--minigrad-ops", "minigrad_ops")
         if names is not None:
             unknown = sorted(set(names) - set(registry.ops))
             if unknown:
-                problems.append(f"--minigrad-ops names {unknown}, which no loaded plugin provides; "
-                                f"known ops: {', '.join(sorted(registry.ops)) or 'none'}")
+                problems.append(
+                    f"--minigrad-ops names {unknown}, which no loaded plugin provides; "
+                    f"known ops: {', '.join(sorted(registry.ops)) or 'none'}"
+                )
             specs = [spec for spec in specs if spec.name in names]
         if not specs and not problems:
             problems.append("no registered op matches the chosen ops and plugins")
         max_order = config.getoption("--minigrad-max-order") or 2
-        items = [ConfigurationProblem.from_parent(self, name=f"choose-ops-{i}", problem=p)
-                 for i, p in enumerate(problems)]
+        items = [
+            ConfigurationProblem.from_parent(self, name=f"choose-ops-{i}", problem=p) for i, p in enumerate(problems)
+        ]
         for spec in specs:
             for order in range(1, max_order + 1):
                 suffix = "" if order == 1 else f"-order{order}"
-                items.append(OpCheck.from_parent(self, name=f"check_op[{spec.name}{suffix}]",
-                                                 op=spec.name, plugin=spec.plugin, order=order,
-                                                 source=_source_file(spec)))
+                items.append(
+                    OpCheck.from_parent(
+                        self,
+                        name=f"check_op[{spec.name}{suffix}]",
+                        op=spec.name,
+                        plugin=spec.plugin,
+                        order=order,
+                        source=_source_file(spec),
+                    )
+                )
         return items
 
 
@@ -148,5 +181,6 @@ class ConfigurationProblem(pytest.Item):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "minigrad_op_check: a gradient check of one MiniGrad op (added by "
-                                       "--minigrad-check-ops)")
+    config.addinivalue_line(
+        "markers", "minigrad_op_check: a gradient check of one MiniGrad op (added by --minigrad-check-ops)"
+    )

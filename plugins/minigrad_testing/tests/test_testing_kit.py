@@ -17,11 +17,27 @@ from hypothesis import strategies as st
 
 import minigrad_ops
 from minigrad_core import (
-    Domain, HigherOrderError, OpSpec, OpSpecError, Registry, Value, hookimpl, make_plugin_manager, ops, using,
+    Domain,
+    HigherOrderError,
+    OpSpec,
+    OpSpecError,
+    Registry,
+    Value,
+    hookimpl,
+    make_plugin_manager,
+    ops,
+    using,
 )
 from minigrad_testing.kit import (
-    KINK_MARGIN, GradientCheckError, OpCheckResult, RandomExpression, allowed_intervals, check_grads, check_op,
-    expressions, op_inputs,
+    KINK_MARGIN,
+    GradientCheckError,
+    OpCheckResult,
+    RandomExpression,
+    allowed_intervals,
+    check_grads,
+    check_op,
+    expressions,
+    op_inputs,
 )
 
 BUILTINS = Registry(make_plugin_manager(selection={"ops"}))  # the built-in ops, found by entry point
@@ -38,8 +54,9 @@ def spec_of(name: str, **fields) -> OpSpec:
 
 
 # the issue's example: x * x declared with derivative x
-WRONG_SQUARE = dict(arity=1, forward=lambda x: x * x, derivative=lambda x, out: (x,),
-                    derivative_formula=("x",), torch=lambda x: x * x)
+WRONG_SQUARE = dict(
+    arity=1, forward=lambda x: x * x, derivative=lambda x, out: (x,), derivative_formula=("x",), torch=lambda x: x * x
+)
 
 
 class Plugin:
@@ -56,6 +73,7 @@ class Plugin:
 
 # -- every correct op passes ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("name", sorted(BUILTINS.ops))
 def test_every_builtin_op_passes_against_finite_differences_and_pytorch(name, order):
@@ -66,12 +84,13 @@ def test_every_builtin_op_passes_against_finite_differences_and_pytorch(name, or
 
 
 def test_an_unregistered_spec_can_be_checked_before_it_is_published():
-    cube = spec_of("cube", arity=1, forward=lambda x: x ** 3, derivative=lambda x, out: (3 * x * x,))
+    cube = spec_of("cube", arity=1, forward=lambda x: x**3, derivative=lambda x, out: (3 * x * x,))
     result = check_op(cube, max_examples=15)
     assert result.examples == 15 and result.oracles == ("finite differences",)  # no torch named
 
 
 # -- a wrong derivative is caught, with a report a learner understands ---------------------------
+
 
 def test_a_wrong_derivative_is_caught_with_op_plugin_input_expected_and_got():
     registry = Registry.from_plugins(minigrad_ops, Plugin("squares", spec_of("square", **WRONG_SQUARE)))
@@ -95,8 +114,9 @@ def test_a_derivative_off_by_a_little_is_still_caught():
 
 
 def test_a_wrong_partial_of_a_binary_op_names_that_input():
-    wrong_b = spec_of("times", arity=2, inputs=("left", "right"), forward=lambda a, b: a * b,
-                      derivative=lambda a, b, out: (b, b))
+    wrong_b = spec_of(
+        "times", arity=2, inputs=("left", "right"), forward=lambda a, b: a * b, derivative=lambda a, b, out: (b, b)
+    )
     with pytest.raises(GradientCheckError) as info:
         check_op(wrong_b)
     assert "d out / d right:" in str(info.value) and "d out / d left:" not in str(info.value)
@@ -104,8 +124,11 @@ def test_a_wrong_partial_of_a_binary_op_names_that_input():
 
 def test_the_wrong_number_of_partials_is_explained():
     halve = spec_of("halve", arity=2, forward=lambda a, b: a / 2, derivative=lambda a, b, out: (0.5,))
-    with pytest.raises(GradientCheckError, match=r"(?s)op 'halve'.*one partial per input, 2 for this node, but "
-                                                 r"returned 1 partial\(s\)"):
+    with pytest.raises(
+        GradientCheckError,
+        match=r"(?s)op 'halve'.*one partial per input, 2 for this node, but "
+        r"returned 1 partial\(s\)",
+    ):
         check_op(halve)
 
 
@@ -114,15 +137,21 @@ def test_a_domain_that_claims_too_much_is_reported():
     careless = spec_of("ln", arity=1, forward=math.log, derivative=lambda x, out: (1 / x,))
     with pytest.raises(GradientCheckError, match=r"forward raised OpDomainError at an input its domain allows"):
         check_op(careless)
-    honest = spec_of("ln", arity=1, forward=math.log, derivative=lambda x, out: (1 / x,),
-                     domain=Domain(bounds=((0.0, math.inf),), description="x > 0"))
+    honest = spec_of(
+        "ln",
+        arity=1,
+        forward=math.log,
+        derivative=lambda x, out: (1 / x,),
+        domain=Domain(bounds=((0.0, math.inf),), description="x > 0"),
+    )
     assert check_op(honest).examples > 0
 
 
 def test_the_pytorch_oracle_catches_what_a_wrong_forward_hides_from_finite_differences():
     # forward and derivative agree with each other, but neither is the sigmoid they claim to be
-    fake = spec_of("fake_sigmoid", arity=1, forward=math.tanh, derivative=lambda x, out: (1 - out * out,),
-                   torch=torch.sigmoid)
+    fake = spec_of(
+        "fake_sigmoid", arity=1, forward=math.tanh, derivative=lambda x, out: (1 - out * out,), torch=torch.sigmoid
+    )
     with pytest.raises(GradientCheckError, match=r"(?s)out:.*PyTorch \(spec.torch\):.*WRONG"):
         check_op(fake)
     assert check_op(fake, use_torch=False).oracles == ("finite differences",)
@@ -135,21 +164,19 @@ def test_use_torch_true_needs_a_torch_equivalent():
 
 
 def test_a_required_parameter_needs_values_to_test_with():
-    scale = spec_of("scale", arity=1, params={"k": None}, forward=lambda x, k: k * x,
-                    derivative=lambda x, out, k: (k,))
+    scale = spec_of("scale", arity=1, params={"k": None}, forward=lambda x, k: k * x, derivative=lambda x, out, k: (k,))
     with pytest.raises(OpSpecError, match=r"parameter 'k'.*Domain\(params=\{'k': \("):
         check_op(scale)
 
 
 # -- second order --------------------------------------------------------------------------------
 
+
 def test_order_two_catches_a_derivative_rule_built_on_a_wrong_op():
     # mysin's rule is right (its derivative is mycos), but mycos's own rule has a sign error,
     # so differentiating mysin's rule on Values gives +sin instead of -sin
-    mysin = spec_of("mysin", arity=1, forward=math.sin, derivative=lambda x, out: (ops.mycos(x),),
-                    torch=torch.sin)
-    mycos = spec_of("mycos", arity=1, forward=math.cos, derivative=lambda x, out: (ops.mysin(x),),
-                    torch=torch.cos)
+    mysin = spec_of("mysin", arity=1, forward=math.sin, derivative=lambda x, out: (ops.mycos(x),), torch=torch.sin)
+    mycos = spec_of("mycos", arity=1, forward=math.cos, derivative=lambda x, out: (ops.mysin(x),), torch=torch.cos)
     registry = Registry.from_plugins(minigrad_ops, Plugin("trig", mysin, mycos))
     assert check_op("mysin", registry=registry).examples > 0  # first order is right
     with pytest.raises(GradientCheckError) as info:
@@ -178,6 +205,7 @@ def test_order_must_be_one_or_two():
 
 # -- the domain drives what is drawn ---------------------------------------------------------------
 
+
 def test_allowed_intervals_cut_out_kinks_and_bounds():
     assert allowed_intervals(Domain(), 0) == [(-10.0, 10.0)]
     assert allowed_intervals(Domain(kinks=((0.0,),)), 0) == [(-10.0, -KINK_MARGIN), (KINK_MARGIN, 10.0)]
@@ -188,10 +216,21 @@ def test_allowed_intervals_cut_out_kinks_and_bounds():
     assert allowed_intervals(per_input, 1) == [(-10.0, 5.0 - 5 * KINK_MARGIN), (5.0 + 5 * KINK_MARGIN, 10.0)]
 
 
-DIV_LIKE = spec_of("ratio", arity=2, forward=lambda a, b: a / b, derivative=lambda a, b, out: (1 / b, -out / b),
-                   domain=Domain(bounds=((-1.0, 4.0),), kinks=((), (0.0,)), where=lambda a, b: a < b))
-SLOPED = spec_of("sloped", arity=1, params={"slope": 0.1}, forward=lambda x, slope: slope * x,
-                 derivative=lambda x, out, slope: (slope,), domain=Domain(params={"slope": (0.1, 2.0, -3.0)}))
+DIV_LIKE = spec_of(
+    "ratio",
+    arity=2,
+    forward=lambda a, b: a / b,
+    derivative=lambda a, b, out: (1 / b, -out / b),
+    domain=Domain(bounds=((-1.0, 4.0),), kinks=((), (0.0,)), where=lambda a, b: a < b),
+)
+SLOPED = spec_of(
+    "sloped",
+    arity=1,
+    params={"slope": 0.1},
+    forward=lambda x, slope: slope * x,
+    derivative=lambda x, out, slope: (slope,),
+    domain=Domain(params={"slope": (0.1, 2.0, -3.0)}),
+)
 TOTAL = spec_of("total", arity=None, forward=lambda *xs: sum(xs), derivative=lambda *args: (1.0,) * (len(args) - 1))
 
 
@@ -234,8 +273,13 @@ def test_check_op_checks_parameters_and_variadic_ops():
 
 def test_a_declared_kink_is_avoided_and_an_undeclared_one_is_caught():
     def ramp(**domain):
-        return spec_of("ramp", arity=1, forward=lambda x: max(x, 0.0),
-                       derivative=lambda x, out: (1.0 if x > 0 else 0.0,), domain=Domain(**domain))
+        return spec_of(
+            "ramp",
+            arity=1,
+            forward=lambda x: max(x, 0.0),
+            derivative=lambda x, out: (1.0 if x > 0 else 0.0,),
+            domain=Domain(**domain),
+        )
 
     assert check_op(ramp(kinks=((0.0,),))).examples > 0
     # hypothesis tries the simplest input, 0, where finite differences straddle the kink (and give 1/2)
@@ -244,6 +288,7 @@ def test_a_declared_kink_is_avoided_and_an_undeclared_one_is_caught():
 
 
 # -- check_grads: whole functions -------------------------------------------------------------------
+
 
 def test_check_grads_passes_a_correct_function_and_returns_its_gradient():
     def f(x, y):
@@ -258,6 +303,7 @@ def test_check_grads_passes_a_correct_function_and_returns_its_gradient():
 def test_check_grads_catches_a_wrong_op_inside_a_function_and_names_the_arguments():
     registry = Registry.from_plugins(minigrad_ops, Plugin("squares", spec_of("square", **WRONG_SQUARE)))
     with using(registry):
+
         def energy(position, speed):
             return position * 3 + ops.square(speed)
 
@@ -270,8 +316,13 @@ def test_check_grads_catches_a_wrong_op_inside_a_function_and_names_the_argument
 
 
 def test_pytorch_catches_an_error_too_small_for_finite_differences():
-    slightly_off = spec_of("slightly_off", arity=1, forward=math.sin, torch=torch.sin,
-                           derivative=lambda x, out: (math.cos(x) * (1 + 2e-6),))
+    slightly_off = spec_of(
+        "slightly_off",
+        arity=1,
+        forward=math.sin,
+        torch=torch.sin,
+        derivative=lambda x, out: (math.cos(x) * (1 + 2e-6),),
+    )
     assert check_op(slightly_off, use_torch=False).examples > 0  # within finite differences' tolerance
     with pytest.raises(GradientCheckError, match=r"(?s)d out / d x:.*PyTorch autograd: .*WRONG"):
         check_op(slightly_off)
@@ -300,6 +351,7 @@ def test_check_grads_needs_a_value_out():
 
 
 # -- random expressions over the registered ops --------------------------------------------------------
+
 
 @given(expressions())
 def test_random_expressions_agree_with_pytorch_to_second_order(expression):
@@ -338,6 +390,7 @@ def test_expressions_cover_every_op_and_shrink_to_a_readable_failure():
 
     registry = Registry.from_plugins(minigrad_ops, Plugin("squares", spec_of("square", **WRONG_SQUARE)))
     with using(registry):
+
         @given(expressions())
         def gradients_agree(expression):
             check_grads(expression, *expression.inputs, torch_fn=expression.torch)
@@ -349,6 +402,7 @@ def test_expressions_cover_every_op_and_shrink_to_a_readable_failure():
 
 def test_expressions_refuse_an_empty_choice():
     with pytest.raises(ValueError, match="no registered op fits"):
+
         @given(expressions(ops=("no_such_op",)))
         def never(expression):
             pass
@@ -364,10 +418,18 @@ def test_op_inputs_of_every_builtin_op_lie_in_its_domain(data):
 
 
 def test_a_domain_with_nothing_to_draw_from_says_so():
-    nowhere = spec_of("nowhere", arity=1, forward=lambda x: x, derivative=lambda x, out: (1.0,),
-                      domain=Domain(where=lambda x: False, description="nowhere"))
-    with pytest.raises(GradientCheckError, match=r"too few inputs drawn for op 'nowhere' were valid: its domain "
-                                                 r"\(nowhere\) refuses most of \(-10.0, 10.0\)"):
+    nowhere = spec_of(
+        "nowhere",
+        arity=1,
+        forward=lambda x: x,
+        derivative=lambda x, out: (1.0,),
+        domain=Domain(where=lambda x: False, description="nowhere"),
+    )
+    with pytest.raises(
+        GradientCheckError,
+        match=r"too few inputs drawn for op 'nowhere' were valid: its domain "
+        r"\(nowhere\) refuses most of \(-10.0, 10.0\)",
+    ):
         check_op(nowhere)
     with pytest.raises(OpSpecError, match="low must be below high"):  # refused when the Domain is made
         Domain(bounds=((0.0, 0.0),))
