@@ -57,4 +57,10 @@ def minigrad_register_engines(register: Register) -> None:
     and adds the loss's gradient to the ``.grad`` of the Values it reads (the parameters),
     as ``loss_fn(*args).backward()`` would, and returns ``loss_fn``'s outputs as numbers.
     ``minigrad demo --engine NAME`` offers every registered engine.
+
+    An engine may also offer ``engine.per_example(example_loss, *example_args)``: record one
+    example's loss and return an object whose ``backward(*batch_args)`` (each argument with a
+    leading batch axis) returns the mean loss over the batch and adds its gradient to the
+    parameters' ``.grad``. The demo uses it where it exists: one example's graph is far
+    smaller to record than the whole batch's.
     """

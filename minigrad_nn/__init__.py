@@ -5,13 +5,15 @@
     loss = sum((yout - ygt) ** 2 for ygt, yout in zip(ys, [n(x) for x in xs]))
     loss.backward()
 
-The most used names are here too (``SGD``, ``hinge``, ``make_moons`` ...). Submodules: ``losses`` (mse, hinge, bce_with_logits, softmax_cross_entropy, l2), ``optim``
-(SGD, Adam, AdamW, LinearSchedule), ``datasets`` (make_moons, make_circles, make_xor,
-make_spirals, make_blobs) and ``demo`` (what ``minigrad demo`` runs).
+The most used names are here too (``SGD``, ``hinge``, ``make_moons`` ...). Submodules:
+``losses`` (mse, hinge, bce_with_logits, softmax_cross_entropy, l2), ``optim`` (SGD, Adam,
+AdamW, LinearSchedule), ``datasets`` (make_moons, make_circles, make_xor,
+make_spirals, make_blobs, load_digits), ``doctor`` (teaching checks: warnings for the classic
+training mistakes) and ``demo`` (what ``minigrad demo`` runs).
 """
 
-from . import datasets, losses, optim
-from .datasets import make_blobs, make_circles, make_moons, make_spirals, make_xor
+from . import datasets, doctor, losses, optim
+from .datasets import load_digits, make_blobs, make_circles, make_moons, make_spirals, make_xor
 from .losses import bce_with_logits, hinge, l2, mse, softmax_cross_entropy
 from .nn import MLP, Layer, Module, Neuron, predict_numpy, seed
 from .optim import SGD, Adam, AdamW, LinearSchedule
@@ -39,10 +41,39 @@ def from_torch(torch_module, model):
 
 
 __all__ = [
-    "Module", "Neuron", "Layer", "MLP", "seed", "predict_numpy",
-    "save", "load", "load_into", "ModelFileError", "FORMAT", "VERSION",
-    "to_torch", "from_torch", "losses", "optim", "datasets",
-    "mse", "hinge", "bce_with_logits", "softmax_cross_entropy", "l2",
-    "SGD", "Adam", "AdamW", "LinearSchedule",
-    "make_moons", "make_circles", "make_xor", "make_spirals", "make_blobs",
+    "Module",
+    "Neuron",
+    "Layer",
+    "MLP",
+    "seed",
+    "predict_numpy",
+    "save",
+    "load",
+    "load_into",
+    "ModelFileError",
+    "FORMAT",
+    "VERSION",
+    "to_torch",
+    "from_torch",
+    "losses",
+    "optim",
+    "datasets",
+    "mse",
+    "hinge",
+    "bce_with_logits",
+    "softmax_cross_entropy",
+    "l2",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LinearSchedule",
+    "make_moons",
+    "make_circles",
+    "make_xor",
+    "make_spirals",
+    "make_blobs",
+    "load_digits",
+    "doctor",
 ]
+
+doctor._from_environment()  # MINIGRAD_TEACHING_CHECKS=1 switches the teaching checks on

@@ -1,11 +1,18 @@
-"""Small 2-D classification datasets, generated with numpy.
+"""Small classification datasets: 2-D ones generated with numpy, and handwritten digits.
 
 Each ``make_*`` returns ``(X, y)``: ``X`` of shape (n, 2) holding float64 points, ``y`` of
 shape (n,) holding int64 class indices 0, 1, ... The same ``seed`` gives the same data, bit for
 bit; ``seed=None`` draws fresh randomness. Points come shuffled, so classes are interleaved.
+
+``load_digits()`` returns the 1,797 handwritten digits of 8x8 pixels shipped in
+``minigrad_nn/data/digits.npz`` (see ``data/README.md`` for where they come from), and
+``split`` divides a dataset into a training and a held-out test part.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -100,12 +107,55 @@ def make_blobs(n: int = 100, centers: int = 3, std: float = 0.3, seed=None):
     counts = _split(n, centers)
     angles = 2 * np.pi * np.arange(centers) / centers + np.pi / 2
     middles = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    X = np.concatenate([np.repeat(middles[k:k + 1], count, axis=0) for k, count in enumerate(counts)])
+    X = np.concatenate([np.repeat(middles[k : k + 1], count, axis=0) for k, count in enumerate(counts)])
     y = np.concatenate([np.full(count, k) for k, count in enumerate(counts)])
     return _finish(X, y, std, rng)
 
 
-DATASETS = {
+DIGITS_FILE = os.path.join(os.path.dirname(__file__), "data", "digits.npz")
+
+
+def load_digits():
+    """The 8x8 handwritten digits: ``X`` float64 of shape (1797, 64), each row an image's 64
+    pixels (row by row) with values 0..16, and ``y`` int64 of shape (1797,), the digits 0..9.
+
+    The UCI "Optical Recognition of Handwritten Digits" test set (E. Alpaydin, C. Kaynak, 1998;
+    CC BY 4.0), as scikit-learn bundles it; the same numbers as ``sklearn.datasets.load_digits``.
+    """
+    try:
+        with np.load(DIGITS_FILE, allow_pickle=False) as data:
+            pixels, labels = data["pixels"], data["labels"]
+    except (OSError, KeyError, ValueError) as error:
+        raise FileNotFoundError(
+            f"load_digits: the digits file {DIGITS_FILE} is missing or damaged ({error}); it ships inside the "
+            f"minigrad_nn package: reinstall it (pip install -e . from the repository)"
+        ) from None
+    return pixels.astype(np.float64), labels.astype(np.int64)
+
+
+def split(X, y, test_fraction: float = 0.2, seed=None):
+    """``(X_train, y_train, X_test, y_test)``: ``test_fraction`` of each class held out for testing,
+    drawn at random (the same ``seed``, the same split), each part shuffled."""
+    X, y = np.asarray(X), np.asarray(y)
+    if len(X) != len(y):
+        raise ValueError(f"split: X has {len(X)} rows but y has {len(y)} labels")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"split: test_fraction must be between 0 and 1, got {test_fraction!r}")
+    rng = _rng(seed)
+    test = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        test.extend(rng.permutation(members)[: round(test_fraction * len(members))].tolist())
+    if not test or len(test) == len(y):
+        raise ValueError(f"split: {len(y)} examples are too few to hold out {test_fraction:g} of each class")
+    held_out = np.zeros(len(y), dtype=bool)
+    held_out[test] = True
+    train_rows = rng.permutation(np.flatnonzero(~held_out))
+    test_rows = rng.permutation(np.flatnonzero(held_out))
+    return X[train_rows], y[train_rows], X[test_rows], y[test_rows]
+
+
+DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "moons": make_moons,
     "circles": make_circles,
     "xor": make_xor,

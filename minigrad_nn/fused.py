@@ -25,7 +25,7 @@ def _halves(name: str, inputs: tuple):
             f"got {count} input(s), an even number"
         )
     n = count // 2
-    return inputs[:n], inputs[n:2 * n], inputs[-1]
+    return inputs[:n], inputs[n : 2 * n], inputs[-1]
 
 
 def weighted_sum(*inputs):

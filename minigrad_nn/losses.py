@@ -7,7 +7,7 @@ values and gradients match PyTorch's functional losses.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from minigrad_core import Value
 
@@ -70,7 +70,8 @@ def bce_with_logits(logits, labels) -> Value:
     for i, y in enumerate(labels):
         if not 0.0 <= _data(y) <= 1.0:
             raise ValueError(
-                f"bce_with_logits: labels must be in [0, 1] (probabilities of class 1), got {y!r} at index {i}")
+                f"bce_with_logits: labels must be in [0, 1] (probabilities of class 1), got {y!r} at index {i}"
+            )
     terms = []
     for z, y in zip(logits, labels):
         z = _value(z)
@@ -101,6 +102,18 @@ def logsumexp(row: Sequence[Value]) -> Value:
     return sum((z - m).exp() for z in row).log() + m
 
 
+def _pin_class(label: Value, k: int) -> None:
+    """Compare a Value label with the class index it picks (both comparisons are true now).
+
+    Picking the logit ``z[k]`` uses the label's number, not its Value, so a recorded graph
+    (minigrad_replay) would pick class k for every example. Comparisons of Values are what
+    replay watches: it checks them for each example it runs and raises GraphChangedError
+    where a label differs, instead of silently using the recorded one. To record one
+    example's loss for a whole batch, give one-hot targets instead: ``logsumexp(z) - Σ t_k z_k``.
+    """
+    _ = (label >= k, label <= k)
+
+
 def softmax_cross_entropy(logits_rows, labels) -> Value:
     """Cross-entropy of softmax(logits) against class indices: mean of logsumexp(row) - row[label].
 
@@ -118,9 +131,12 @@ def softmax_cross_entropy(logits_rows, labels) -> Value:
             raise ValueError(
                 f"softmax_cross_entropy: label {label!r} of row {i} is not a class index in 0..{len(row) - 1}"
             )
+        k = int(_data(label))
+        if isinstance(label, Value):
+            _pin_class(label, k)
         m = _shift(row)
         shifted = [z - m for z in row]
-        terms.append(sum(s.exp() for s in shifted).log() - shifted[int(_data(label))])
+        terms.append(sum(s.exp() for s in shifted).log() - shifted[k])
     return _mean(terms)
 
 

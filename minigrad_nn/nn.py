@@ -12,7 +12,7 @@ Parameters are labelled by where they sit, e.g. "L0.N1.w0" (layer 0, neuron 1, w
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,6 +22,10 @@ WEIGHTED_SUM = "weighted_sum"
 
 # The generator every new neuron draws its weights from.
 _generator = random.Random()
+
+# Called as observer(module) when a Neuron, Layer or MLP has been built (the teaching checks
+# use it to learn which parameters belong together); empty unless they are on.
+module_observers: list = []
 
 
 def seed(n: int) -> None:
@@ -74,7 +78,7 @@ def _weighted_sum_spec():
     return spec
 
 
-def _as_values(x, module: "Module") -> list[Value]:
+def _as_values(x, module: Neuron | Layer | MLP) -> list[Value]:
     """The inputs as a list of Values (numbers wrapped once), checking how many there are."""
     nin = module.nin
     if isinstance(x, Value):
@@ -97,9 +101,11 @@ class Module:
     """Anything with parameters: a neuron, a layer, a network."""
 
     def parameters(self) -> list[Value]:
+        """Every parameter (a leaf Value the optimizer moves), in a fixed order."""
         return []
 
     def zero_grad(self) -> None:
+        """Set every parameter's gradient to 0.0 (before each backward(): gradients add up)."""
         for p in self.parameters():
             p.grad = 0.0
 
@@ -125,6 +131,8 @@ class Neuron(Module):
         self.w = [Value(_generator.uniform(-1, 1), label=f"w{i}") for i in range(nin)]
         self.b = Value(0.0, label="b")
         self.nonlin = nonlin
+        for observer in module_observers:
+            observer(self)
 
     @property
     def nin(self) -> int:
@@ -148,9 +156,11 @@ class Neuron(Module):
         return apply(nonlin, (z,))  # check_nonlin allows only parameters with defaults
 
     def parameters(self) -> list[Value]:
+        """Every parameter in order: each neuron's weights, then its bias."""
         return [*self.w, self.b]
 
     def architecture(self) -> dict:
+        """What ``minigrad_nn.load`` needs to build this module again (saved with its parameters)."""
         return {"type": "Neuron", "nin": self.nin, "nonlin": self.nonlin}
 
     def _who(self) -> str:
@@ -173,6 +183,8 @@ class Layer(Module):
         for j, neuron in enumerate(self.neurons):
             neuron._prefix_labels(f"N{j}.")
         self.nonlin = nonlin
+        for observer in module_observers:
+            observer(self)
 
     @property
     def nin(self) -> int:
@@ -194,9 +206,11 @@ class Layer(Module):
         return [n._activate(xs, x_data, weighted_sum, nonlin) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
+        """Every parameter in order: each neuron's weights, then its bias."""
         return [p for n in self.neurons for p in n.parameters()]
 
     def architecture(self) -> dict:
+        """What ``minigrad_nn.load`` needs to build this module again (saved with its parameters)."""
         return {"type": "Layer", "nin": self.nin, "nout": self.nout, "nonlin": self.nonlin}
 
     def _who(self) -> str:
@@ -213,13 +227,18 @@ class MLP(Module):
     e.g. ``MLP(2, [16, 16, 1], nonlin="relu", out_nonlin=None)`` for a linear score.
     """
 
-    def __init__(self, nin: int, nouts: Sequence[int], nonlin: str | None = "tanh",
-                 out_nonlin: str | None = SAME_AS_NONLIN):
+    def __init__(
+        self,
+        nin: int,
+        nouts: Sequence[int],
+        nonlin: str | None = "tanh",
+        out_nonlin: str | _SameAsNonlin | None = SAME_AS_NONLIN,
+    ):
         _check_size("MLP", "nin", nin)
         nouts = list(nouts)
         if not nouts:
             raise ValueError("MLP needs at least one layer: nouts is empty")
-        if out_nonlin is SAME_AS_NONLIN:
+        if isinstance(out_nonlin, _SameAsNonlin):
             out_nonlin = nonlin
         sizes = [nin, *nouts]
         last = len(nouts) - 1
@@ -227,6 +246,8 @@ class MLP(Module):
         for k, layer in enumerate(self.layers):
             layer._prefix_labels(f"L{k}.")
         self.nonlin, self.out_nonlin = nonlin, out_nonlin
+        for observer in module_observers:
+            observer(self)
 
     @property
     def nin(self) -> int:
@@ -251,11 +272,18 @@ class MLP(Module):
         return xs
 
     def parameters(self) -> list[Value]:
+        """Every parameter in order: each neuron's weights, then its bias."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def architecture(self) -> dict:
-        return {"type": "MLP", "nin": self.nin, "nouts": self.nouts,
-                "nonlin": self.nonlin, "out_nonlin": self.out_nonlin}
+        """What ``minigrad_nn.load`` needs to build this module again (saved with its parameters)."""
+        return {
+            "type": "MLP",
+            "nin": self.nin,
+            "nouts": self.nouts,
+            "nonlin": self.nonlin,
+            "out_nonlin": self.out_nonlin,
+        }
 
     def __repr__(self) -> str:
         tail = "" if self.out_nonlin == self.nonlin else f", out_nonlin={self.out_nonlin!r}"
@@ -300,6 +328,23 @@ def predict_numpy(model: Module, X):
             outputs.append(z if nonlin is None else _on_arrays(nonlin, [z], X.shape[0]))
         columns = outputs
     return np.stack(columns, axis=1)
+
+
+def layer_activity(model: Module, X):
+    """Each layer at work on a batch: ``(neurons, nonlin, pre, out)`` per layer, where ``pre``
+    holds every neuron's w·x + b and ``out`` its output (one row per example, one column per
+    neuron). The teaching checks read it to find dead and saturated neurons."""
+    X = np.asarray(X, dtype=float)
+    weighted_sum = _weighted_sum_spec()
+    columns = [X[:, j] for j in range(X.shape[1])]
+    activity = []
+    for neurons, nonlin_name in layers_of(model):
+        nonlin = check_nonlin(nonlin_name)
+        pre = [_on_arrays(weighted_sum, [*(w.data for w in n.w), *columns, n.b.data], X.shape[0]) for n in neurons]
+        out = pre if nonlin is None else [_on_arrays(nonlin, [z], X.shape[0]) for z in pre]
+        activity.append((neurons, nonlin_name, np.stack(pre, axis=1), np.stack(out, axis=1)))
+        columns = out
+    return activity
 
 
 def _on_arrays(spec, inputs: list, size: int):

@@ -17,6 +17,10 @@ import math
 
 from minigrad_core import Value
 
+# Called as observer(optimizer) when an optimizer is made (the teaching checks use it to learn
+# which parameters are trained together); empty unless they are on.
+optimizer_observers: list = []
+
 
 class Optimizer:
     """The parameters to update and the learning rate; ``step()`` applies one update."""
@@ -30,6 +34,8 @@ class Optimizer:
                 raise TypeError(f"{type(self).__name__}: parameter {i} is {p!r}, not a Value")
         _check_non_negative(self, "lr", lr)
         self.lr = float(lr)
+        for observer in optimizer_observers:
+            observer(self)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -46,8 +52,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False):
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, lr)
         _check_non_negative(self, "momentum", momentum)
         _check_non_negative(self, "weight_decay", weight_decay)
@@ -57,6 +62,7 @@ class SGD(Optimizer):
         self.velocity: list[float] | None = None  # created by the first step, as in PyTorch
 
     def step(self) -> None:
+        """Move each parameter once against its gradient (with momentum and weight decay if set)."""
         lr, momentum, decay = self.lr, self.momentum, self.weight_decay
         grads = self.gradients()
         if decay:
@@ -79,8 +85,14 @@ class Adam(Optimizer):
 
     decoupled = False  # AdamW decays the weights directly instead of through the gradient
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         super().__init__(params, lr)
         beta1, beta2 = betas
         for name, beta in (("betas[0]", beta1), ("betas[1]", beta2)):
@@ -94,10 +106,11 @@ class Adam(Optimizer):
         self.v = [0.0] * len(self.params)  # running average of squared gradients
 
     def step(self) -> None:
+        """Move each parameter once by Adam's rule (see the module's docstring)."""
         (beta1, beta2), lr, eps, decay = self.betas, self.lr, self.eps, self.weight_decay
         self.t += 1
-        correction1 = 1 - beta1 ** self.t  # m and v start at 0: undo that bias
-        correction2 = 1 - beta2 ** self.t
+        correction1 = 1 - beta1**self.t  # m and v start at 0: undo that bias
+        correction2 = 1 - beta2**self.t
         grads = self.gradients()
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if decay and self.decoupled:
@@ -114,8 +127,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
@@ -137,11 +156,13 @@ class LinearSchedule:
         optimizer.lr = self.lr_at(0)
 
     def lr_at(self, k: int) -> float:
+        """The learning rate after ``k`` steps of the schedule."""
         if k >= self.steps:
             return self.end
         return self.start + (self.end - self.start) * k / self.steps
 
     def step(self) -> None:
+        """Advance the schedule one step and give the optimizer the next learning rate."""
         self.k += 1
         self.optimizer.lr = self.lr_at(self.k)
 

@@ -63,8 +63,9 @@ STALE_TEMPORARY_SECONDS = 3600
 """Where a process cannot be asked whether it still runs (Windows), how old a temporary file
 of this module must be before a save takes it for the leftover of a killed save."""
 
-_TOO_DEEP = ("the JSON is nested too deeply to read; expected a model file, whose objects and "
-             "lists nest only a few levels")
+_TOO_DEEP = (
+    "the JSON is nested too deeply to read; expected a model file, whose objects and lists nest only a few levels"
+)
 
 
 class ModelFileError(MiniGradError, ValueError):
@@ -83,19 +84,24 @@ def _error_like(error: BaseException | type, path, problem: str) -> ModelFileErr
     TypeError, so code that caught what ``save`` raised before (``except OSError``) still does.
     An OSError's errno and strerror are kept, and its filename becomes ``path``."""
     kind = error if isinstance(error, type) else type(error)
-    cls = ModelFileError
+    cls: type[ModelFileError] = ModelFileError
     if issubclass(kind, (OSError, TypeError)) and not issubclass(kind, ModelFileError):
-        cls = _KINDRED_ERRORS.get(kind)
-        if cls is None:
+        kindred = _KINDRED_ERRORS.get(kind)
+        if kindred is None:
             try:
-                cls = type(f"ModelFile{kind.__name__}", (ModelFileError, kind), {
-                    "__module__": __name__,
-                    "__doc__": f"A ModelFileError that is also a {kind.__name__}.",
-                    "__str__": BaseException.__str__,  # the message, not OSError's "[Errno n] ..."
-                })
+                kindred = type(
+                    f"ModelFile{kind.__name__}",
+                    (ModelFileError, kind),
+                    {
+                        "__module__": __name__,
+                        "__doc__": f"A ModelFileError that is also a {kind.__name__}.",
+                        "__str__": BaseException.__str__,  # the message, not OSError's "[Errno n] ..."
+                    },
+                )
             except TypeError:  # a class that cannot be combined with ValueError
-                cls = ModelFileError
-            _KINDRED_ERRORS[kind] = cls
+                kindred = ModelFileError
+            _KINDRED_ERRORS[kind] = kindred
+        cls = kindred
     result = cls(path, problem)
     if isinstance(result, OSError):
         result.errno = getattr(error, "errno", None)
@@ -148,8 +154,9 @@ def save(model: Module, path, metadata: dict | None = None) -> str:
     for i, x in enumerate(values):
         if not _is_finite(x):
             raise ModelFileError(
-                path, f"cannot save {_quote(model)}: parameter {i} is {_quote(x)}; expected a finite number: "
-                      f"JSON holds only finite numbers (the training probably diverged: try a smaller learning rate)"
+                path,
+                f"cannot save {_quote(model)}: parameter {i} is {_quote(x)}; expected a finite number: "
+                f"JSON holds only finite numbers (the training probably diverged: try a smaller learning rate)",
             )
     document: dict[str, Any] = {
         "format": FORMAT,
@@ -163,8 +170,10 @@ def save(model: Module, path, metadata: dict | None = None) -> str:
     limit = MAX_FILE_BYTES
     if len(text) > limit:  # the text is ASCII (ensure_ascii), so characters are bytes
         raise ModelFileError(
-            path, f"cannot save: the file would be {_size_text(len(text))}, more than the {_size_text(limit)} "
-                  f"that load reads (minigrad_nn.serialize.MAX_FILE_BYTES); expected a smaller model or metadata")
+            path,
+            f"cannot save: the file would be {_size_text(len(text))}, more than the {_size_text(limit)} "
+            f"that load reads (minigrad_nn.serialize.MAX_FILE_BYTES); expected a smaller model or metadata",
+        )
     _write_atomically(path, text)
     return path
 
@@ -204,11 +213,15 @@ def _unsavable(value, where: str, open_containers: set[int]) -> str | None:
     if isinstance(value, float):
         if math.isfinite(value):
             return None
-        return (f"{where} is {value!r}; expected a finite number (JSON has no NaN or infinity: "
-                f"store None or a string instead)")
+        return (
+            f"{where} is {value!r}; expected a finite number (JSON has no NaN or infinity: "
+            f"store None or a string instead)"
+        )
     if not isinstance(value, (dict, list, tuple)):
-        return (f"{where} is {_quote(value)}, a {type(value).__name__}; expected what JSON holds "
-                f"(a str, int, float, bool, None, list or dict)")
+        return (
+            f"{where} is {_quote(value)}, a {type(value).__name__}; expected what JSON holds "
+            f"(a str, int, float, bool, None, list or dict)"
+        )
     if id(value) in open_containers:
         return f"{where} contains itself; expected a tree of dicts and lists, without cycles"
     open_containers.add(id(value))
@@ -216,8 +229,7 @@ def _unsavable(value, where: str, open_containers: set[int]) -> str | None:
         if isinstance(value, dict):
             for key, item in value.items():
                 if key is not None and not isinstance(key, (str, int, float, bool)):
-                    return (f"{where} has the key {_quote(key)}, a {type(key).__name__}; "
-                            f"expected keys that are strings")
+                    return f"{where} has the key {_quote(key)}, a {type(key).__name__}; expected keys that are strings"
                 if isinstance(key, float) and not math.isfinite(key):
                     return f"{where} has the key {key!r}; expected keys that are strings"
                 problem = _unsavable(item, f"{where}[{_quote(key, 60)}]", open_containers)
@@ -239,14 +251,19 @@ def _write_atomically(path: str, text: str) -> None:
     try:
         folder_info = os.stat(folder)
     except FileNotFoundError as error:
-        raise _error_like(error, path, f"cannot save: the folder {folder!r} does not exist; "
-                                       f"expected an existing folder") from None
+        raise _error_like(
+            error, path, f"cannot save: the folder {folder!r} does not exist; expected an existing folder"
+        ) from None
     except OSError as error:
-        raise _error_like(error, path, f"cannot save: cannot reach the folder {folder!r}: "
-                                       f"{error.strerror or error}") from None
+        raise _error_like(
+            error, path, f"cannot save: cannot reach the folder {folder!r}: {error.strerror or error}"
+        ) from None
     if not stat.S_ISDIR(folder_info.st_mode):
-        raise _error_like(NotADirectoryError, path, f"cannot save: {folder!r} is {_file_kind(folder_info.st_mode)}, "
-                                                    f"not a folder; expected an existing folder")
+        raise _error_like(
+            NotADirectoryError,
+            path,
+            f"cannot save: {folder!r} is {_file_kind(folder_info.st_mode)}, not a folder; expected an existing folder",
+        )
     try:
         target_info = os.stat(target)
     except FileNotFoundError:
@@ -257,16 +274,20 @@ def _write_atomically(path: str, text: str) -> None:
         kind = _file_kind(target_info.st_mode)
         leads = "" if target == os.path.abspath(path) else f" (the path leads to {target!r})"
         example = f"; e.g. {os.path.join(path, 'model.json')!r}" if stat.S_ISDIR(target_info.st_mode) else ""
-        raise _error_like(IsADirectoryError if stat.S_ISDIR(target_info.st_mode) else OSError, path,
-                          f"cannot save: the target is {kind}{leads}; expected the path of a regular file "
-                          f"or of one to create{example}")
+        raise _error_like(
+            IsADirectoryError if stat.S_ISDIR(target_info.st_mode) else OSError,
+            path,
+            f"cannot save: the target is {kind}{leads}; expected the path of a regular file "
+            f"or of one to create{example}",
+        )
     mode = target_info.st_mode & 0o7777 if target_info is not None else _new_file_mode()
     _remove_stale_temporaries(folder, base)
     try:
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{base}.{os.getpid()}.", suffix=".tmp")
     except OSError as error:
-        raise _error_like(error, path, f"cannot save: cannot create a temporary file in {folder!r}: "
-                                       f"{error.strerror or error}") from None
+        raise _error_like(
+            error, path, f"cannot save: cannot create a temporary file in {folder!r}: {error.strerror or error}"
+        ) from None
     step = "writing the file"
     try:
         os.chmod(temporary, mode)  # mkstemp makes it private; give it a normal file's mode
@@ -371,13 +392,17 @@ def _check_regular_file(path, info: os.stat_result) -> None:
         return
     real, given = os.path.realpath(path), os.path.abspath(path)
     leads = "" if real == given else f" (the path leads to {real!r})"
-    raise ModelFileError(path, f"is {_file_kind(info.st_mode)}{leads}, not a regular file; "
-                               f"expected a regular file holding a JSON model")
+    raise ModelFileError(
+        path, f"is {_file_kind(info.st_mode)}{leads}, not a regular file; expected a regular file holding a JSON model"
+    )
 
 
 def _too_large(path, size_text: str, limit: int) -> ModelFileError:
-    return ModelFileError(path, f"{size_text}, more than the {_size_text(limit)} a model file may hold "
-                                f"(minigrad_nn.serialize.MAX_FILE_BYTES); expected a MiniGrad model file")
+    return ModelFileError(
+        path,
+        f"{size_text}, more than the {_size_text(limit)} a model file may hold "
+        f"(minigrad_nn.serialize.MAX_FILE_BYTES); expected a MiniGrad model file",
+    )
 
 
 def _read_text(path) -> str:
@@ -443,21 +468,22 @@ def read(path) -> tuple[dict, list[float]]:
     except RecursionError:
         raise ModelFileError(path, _TOO_DEEP) from None
     if not isinstance(document, dict):
-        raise ModelFileError(
-            path, f"expected a JSON object with \"format\": {FORMAT!r}, got a {type(document).__name__}")
+        raise ModelFileError(path, f'expected a JSON object with "format": {FORMAT!r}, got a {type(document).__name__}')
     if document.get("format") != FORMAT:
         raise ModelFileError(
-            path, f"not a MiniGrad model: \"format\" is {_quote(document.get('format'))}, expected {FORMAT!r}")
+            path, f'not a MiniGrad model: "format" is {_quote(document.get("format"))}, expected {FORMAT!r}'
+        )
     version = document.get("version")
     if version != VERSION or isinstance(version, bool):
         raise ModelFileError(
-            path, f"format version {_quote(version)} is not supported; this MiniGrad reads version {VERSION}")
+            path, f"format version {_quote(version)} is not supported; this MiniGrad reads version {VERSION}"
+        )
     architecture = document.get("architecture")
     if not isinstance(architecture, dict) or not isinstance(architecture.get("type"), str):
-        raise ModelFileError(path, f"\"architecture\" must be an object with a \"type\", got {_quote(architecture)}")
+        raise ModelFileError(path, f'"architecture" must be an object with a "type", got {_quote(architecture)}')
     values = document.get("parameters")
     if not isinstance(values, list):
-        raise ModelFileError(path, f"\"parameters\" must be a list of numbers, got {type(values).__name__}")
+        raise ModelFileError(path, f'"parameters" must be a list of numbers, got {type(values).__name__}')
     numbers = []
     for i, x in enumerate(values):
         if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -472,7 +498,8 @@ def read(path) -> tuple[dict, list[float]]:
     expected = _parameter_count(path, architecture)
     if expected is not None and expected != len(values):
         raise ModelFileError(
-            path, f"the architecture {_quote(architecture)} has {expected} parameters but the file lists {len(values)}")
+            path, f"the architecture {_quote(architecture)} has {expected} parameters but the file lists {len(values)}"
+        )
     return architecture, numbers
 
 
@@ -491,7 +518,7 @@ def _parameter_count(path, architecture: dict) -> int | None:
         if kind == "MLP":
             nouts = architecture.get("nouts")
             if not isinstance(nouts, list) or not nouts:
-                raise ValueError(f"\"nouts\" must be a non-empty list of layer sizes, got {_quote(nouts)}")
+                raise ValueError(f'"nouts" must be a non-empty list of layer sizes, got {_quote(nouts)}')
             sizes = [_size(architecture, "nin")] + [_size({"nouts": n}, "nouts") for n in nouts]
             return sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
     except ValueError as error:
@@ -529,11 +556,15 @@ def build(architecture: dict, path="<architecture>") -> Module:
             return MLP(architecture["nin"], architecture["nouts"], nonlin, architecture.get("out_nonlin", nonlin))
     except (KeyError, TypeError, ValueError, LookupError) as error:
         raise ModelFileError(
-            path, f"cannot build the architecture {_quote(architecture)}: {_error_text(error, architecture)}") from None
+            path, f"cannot build the architecture {_quote(architecture)}: {_error_text(error, architecture)}"
+        ) from None
     except RecursionError:
         raise ModelFileError(path, _TOO_DEEP) from None
-    raise ModelFileError(path, f"cannot build a model of type {_quote(kind)}; known types: Neuron, Layer, MLP "
-                               f"(to fill a model of your own class, build it and use load_into)")
+    raise ModelFileError(
+        path,
+        f"cannot build a model of type {_quote(kind)}; known types: Neuron, Layer, MLP "
+        f"(to fill a model of your own class, build it and use load_into)",
+    )
 
 
 def load(path) -> Module:
@@ -554,12 +585,14 @@ def load_into(model: Module, path) -> Module:
         expected = model.architecture()
         if architecture != expected:
             raise ModelFileError(
-                path, f"the file holds {_describe(architecture)} but the model is {_describe(expected)}")
+                path, f"the file holds {_describe(architecture)} but the model is {_describe(expected)}"
+            )
     except RecursionError:
         raise ModelFileError(path, _TOO_DEEP) from None
     if len(values) != len(model.parameters()):
         raise ModelFileError(
-            path, f"the file lists {len(values)} parameters but the model has {len(model.parameters())}")
+            path, f"the file lists {len(values)} parameters but the model has {len(model.parameters())}"
+        )
     _assign(model, values)
     return model
 

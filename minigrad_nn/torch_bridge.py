@@ -53,7 +53,8 @@ def to_torch(model: Module) -> TorchMLP:
     sizes = [layers[0][0][0].nin] + [len(neurons) for neurons, _ in layers]
     module = TorchMLP(sizes, [nonlin for _, nonlin in layers])
     with torch.no_grad():
-        for linear, (neurons, _) in zip(module.linears, layers):
+        linears: list[torch.nn.Linear] = list(module.linears)  # type: ignore[arg-type]
+        for linear, (neurons, _) in zip(linears, layers):
             linear.weight.copy_(torch.tensor([[w.data for w in n.w] for n in neurons], dtype=torch.float64))
             linear.bias.copy_(torch.tensor([n.b.data for n in neurons], dtype=torch.float64))
     return module
@@ -68,7 +69,8 @@ def from_torch(torch_module: torch.nn.Module, model: Module) -> Module:
     linears = [m for m in torch_module.modules() if isinstance(m, torch.nn.Linear)]
     if len(linears) != len(layers):
         raise ValueError(
-            f"from_torch: the torch module has {len(linears)} Linear layer(s), {model!r} has {len(layers)}")
+            f"from_torch: the torch module has {len(linears)} Linear layer(s), {model!r} has {len(layers)}"
+        )
     updates = []
     for index, (linear, (neurons, _)) in enumerate(zip(linears, layers)):
         expected = (len(neurons), neurons[0].nin)

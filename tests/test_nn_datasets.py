@@ -78,14 +78,17 @@ def test_spirals_wind_outwards_and_blobs_gather_round_their_centres():
         assert np.max(np.hypot(*(X[y == k] - centre).T)) < 0.6
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: make_moons(1), "make_moons: n must be a whole number >= 2, got 1"),
-    (lambda: make_moons(10, noise=-0.1), "make_moons: noise must be a finite number >= 0"),
-    (lambda: make_circles(10, factor=1.5), r"factor .* must be in \(0, 1\), got 1.5"),
-    (lambda: make_spirals(10, classes=1), "classes must be a whole number >= 2, got 1"),
-    (lambda: make_blobs(10, centers=0), "centers must be a whole number >= 1, got 0"),
-    (lambda: make_blobs(10, std=float("inf")), "make_blobs: std must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: make_moons(1), "make_moons: n must be a whole number >= 2, got 1"),
+        (lambda: make_moons(10, noise=-0.1), "make_moons: noise must be a finite number >= 0"),
+        (lambda: make_circles(10, factor=1.5), r"factor .* must be in \(0, 1\), got 1.5"),
+        (lambda: make_spirals(10, classes=1), "classes must be a whole number >= 2, got 1"),
+        (lambda: make_blobs(10, centers=0), "centers must be a whole number >= 1, got 0"),
+        (lambda: make_blobs(10, std=float("inf")), "make_blobs: std must be a finite number"),
+    ],
+)
 def test_bad_arguments_are_refused_clearly(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 import minigrad_nn.plugin
 import minigrad_ops
-from minigrad_core import Registry, Value, using
-from minigrad_core import topological_order
+from minigrad_core import Registry, Value, topological_order, using
 from minigrad_nn import losses
 
 
@@ -84,8 +83,12 @@ def test_bce_with_logits_matches_torch():
 def test_bce_with_logits_takes_soft_labels():
     logits, soft = values([1.0, -2.0]), [0.25, 0.9]
     t = tensor([1.0, -2.0])
-    check(losses.bce_with_logits(logits, soft), logits,
-          F.binary_cross_entropy_with_logits(t, torch.tensor(soft, dtype=torch.float64)), t)
+    check(
+        losses.bce_with_logits(logits, soft),
+        logits,
+        F.binary_cross_entropy_with_logits(t, torch.tensor(soft, dtype=torch.float64)),
+        t,
+    )
     with pytest.raises(ValueError, match=r"labels must be in \[0, 1\].*got 2 at index 0"):
         losses.bce_with_logits(values([1.0]), [2])
 
@@ -130,7 +133,8 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits(scale):
 def test_logsumexp_matches_torch_and_does_not_overflow():
     for row in ([1.0, 2.0, 3.0], [1000.0, 999.0, -5.0], [-800.0, -801.0]):
         assert losses.logsumexp(values(row)).data == pytest.approx(
-            torch.logsumexp(torch.tensor(row, dtype=torch.float64), 0).item(), rel=1e-14)
+            torch.logsumexp(torch.tensor(row, dtype=torch.float64), 0).item(), rel=1e-14
+        )
 
 
 def test_softmax_cross_entropy_refuses_a_label_that_is_not_a_class():
@@ -145,8 +149,9 @@ def test_softmax_cross_entropy_matches_torch_on_any_row(row, data):
     label = data.draw(st.integers(0, len(row) - 1))
     logits = values(row)
     t = tensor([row])
-    check(losses.softmax_cross_entropy([logits], [label]), logits, F.cross_entropy(t, torch.tensor([label])), t,
-          rel=1e-10)
+    check(
+        losses.softmax_cross_entropy([logits], [label]), logits, F.cross_entropy(t, torch.tensor([label])), t, rel=1e-10
+    )
 
 
 def test_l2_is_alpha_times_the_sum_of_squares_as_one_node():
@@ -169,7 +174,7 @@ def test_l2_without_the_nn_plugin_falls_back_to_plain_ops():
 
 @pytest.mark.parametrize("loss", [losses.mse, losses.hinge, losses.bce_with_logits])
 def test_predictions_and_labels_must_pair_up(loss):
-    with pytest.raises(ValueError, match="2 .* but 3 .*must pair up"):
+    with pytest.raises(ValueError, match=r"2 .* but 3 .*must pair up"):
         loss(values([1.0, 1.0]), [1, 1, 1])
     with pytest.raises(ValueError, match="no examples"):
         loss([], [])
@@ -181,3 +186,31 @@ def test_losses_backpropagate_to_a_model():
     loss = losses.hinge(scores, [1, -1]) + losses.l2(model.parameters(), 1e-4)
     loss.backward()
     assert any(p.grad != 0.0 for p in model.parameters())
+
+
+def test_a_recorded_softmax_label_is_checked_for_every_example_not_silently_fixed():
+    """Picking z[label] reads the label's number: replay must not reuse the recorded class."""
+    import minigrad_replay
+    import numpy as np
+
+    from minigrad_core import Value
+    from minigrad_nn import MLP, seed
+    from minigrad_nn.losses import softmax_cross_entropy
+    from minigrad_replay import GraphChangedError
+
+    seed(0)
+    model = MLP(3, [4, 3], nonlin="relu", out_nonlin=None)
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    y = np.array([0, 1, 2, 1, 0, 2])
+
+    def loss(x, label):
+        return softmax_cross_entropy([model.forward(list(x))], [label])
+
+    tape = minigrad_replay.record(loss, X[0], y[0])
+    assert tape.forward(X[4], y[4]) == loss(X[4], y[4]).data  # same label: replayed
+    with pytest.raises(GraphChangedError):
+        tape.forward(X[1], y[1])  # another label: refused, not computed with class 0
+    with pytest.raises(GraphChangedError):
+        minigrad_replay.record_batch(loss, X[0], y[0]).backward(X, y)
+    assert softmax_cross_entropy([[Value(1.0), Value(2.0)]], [Value(1.0)]).data == pytest.approx(
+        math.log(math.exp(1.0) + math.exp(2.0)) - 2.0)

@@ -54,39 +54,45 @@ def run_both(make_ours, make_torch, steps=8, schedules=None):
     return ours
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"momentum": 0.9},
-    {"momentum": 0.5, "weight_decay": 0.1},
-    {"weight_decay": 0.01},
-    {"momentum": 0.9, "nesterov": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"momentum": 0.9},
+        {"momentum": 0.5, "weight_decay": 0.1},
+        {"weight_decay": 0.01},
+        {"momentum": 0.9, "nesterov": True},
+    ],
+)
 def test_sgd_matches_torch(options):
-    run_both(lambda ps: optim.SGD(ps, lr=0.1, **options),
-             lambda ts: torch.optim.SGD(ts, lr=0.1, **options))
+    run_both(lambda ps: optim.SGD(ps, lr=0.1, **options), lambda ts: torch.optim.SGD(ts, lr=0.1, **options))
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"betas": (0.8, 0.99), "eps": 1e-6},
-    {"weight_decay": 0.05},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"betas": (0.8, 0.99), "eps": 1e-6},
+        {"weight_decay": 0.05},
+    ],
+)
 def test_adam_matches_torch(options):
-    run_both(lambda ps: optim.Adam(ps, lr=0.05, **options),
-             lambda ts: torch.optim.Adam(ts, lr=0.05, **options))
+    run_both(lambda ps: optim.Adam(ps, lr=0.05, **options), lambda ts: torch.optim.Adam(ts, lr=0.05, **options))
 
 
 @pytest.mark.parametrize("options", [{}, {"weight_decay": 0.2}])
 def test_adamw_matches_torch(options):
-    run_both(lambda ps: optim.AdamW(ps, lr=0.05, **options),
-             lambda ts: torch.optim.AdamW(ts, lr=0.05, **options))
+    run_both(lambda ps: optim.AdamW(ps, lr=0.05, **options), lambda ts: torch.optim.AdamW(ts, lr=0.05, **options))
 
 
 def test_adamw_decays_differently_from_adam_with_weight_decay():
-    adam = run_both(lambda ps: optim.Adam(ps, lr=0.05, weight_decay=0.2),
-                    lambda ts: torch.optim.Adam(ts, lr=0.05, weight_decay=0.2))
-    adamw = run_both(lambda ps: optim.AdamW(ps, lr=0.05, weight_decay=0.2),
-                     lambda ts: torch.optim.AdamW(ts, lr=0.05, weight_decay=0.2))
+    adam = run_both(
+        lambda ps: optim.Adam(ps, lr=0.05, weight_decay=0.2), lambda ts: torch.optim.Adam(ts, lr=0.05, weight_decay=0.2)
+    )
+    adamw = run_both(
+        lambda ps: optim.AdamW(ps, lr=0.05, weight_decay=0.2),
+        lambda ts: torch.optim.AdamW(ts, lr=0.05, weight_decay=0.2),
+    )
     assert [p.data for p in adam] != [p.data for p in adamw]
 
 
@@ -107,11 +113,15 @@ def test_linear_schedule_matches_torch_linear_lr_and_micrograds_formula():
 
 
 def test_a_scheduled_optimizer_matches_torch_step_by_step():
-    run_both(lambda ps: optim.SGD(ps, lr=0.2, momentum=0.5),
-             lambda ts: torch.optim.SGD(ts, lr=0.2, momentum=0.5),
-             steps=7,
-             schedules=(lambda sgd: optim.LinearSchedule(sgd, 0.2, 0.02, 5),
-                        lambda sgd: torch.optim.lr_scheduler.LinearLR(sgd, 1.0, 0.1, 5)))
+    run_both(
+        lambda ps: optim.SGD(ps, lr=0.2, momentum=0.5),
+        lambda ts: torch.optim.SGD(ts, lr=0.2, momentum=0.5),
+        steps=7,
+        schedules=(
+            lambda sgd: optim.LinearSchedule(sgd, 0.2, 0.02, 5),
+            lambda sgd: torch.optim.lr_scheduler.LinearLR(sgd, 1.0, 0.1, 5),
+        ),
+    )
 
 
 def test_zero_grad_and_gradients_that_are_values():
@@ -125,15 +135,21 @@ def test_zero_grad_and_gradients_that_are_values():
     assert p.grad == 0.0
 
 
-@pytest.mark.parametrize("make, error, message", [
-    (lambda: optim.SGD([], lr=0.1), ValueError, "SGD: no parameters"),
-    (lambda: optim.SGD([1.0], lr=0.1), TypeError, "SGD: parameter 0 is 1.0, not a Value"),
-    (lambda: optim.SGD([Value(1.0)], lr=-1), ValueError, "SGD: lr must be a finite number >= 0, got -1"),
-    (lambda: optim.SGD([Value(1.0)], lr=0.1, nesterov=True), ValueError, "nesterov=True needs a momentum"),
-    (lambda: optim.Adam([Value(1.0)], betas=(1.0, 0.9)), ValueError, r"Adam: betas\[0\] must be in \[0, 1\)"),
-    (lambda: optim.LinearSchedule(optim.SGD([Value(1.0)], lr=0.1), 1.0, 0.1, 0), ValueError,
-     "LinearSchedule: steps must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: optim.SGD([], lr=0.1), ValueError, "SGD: no parameters"),
+        (lambda: optim.SGD([1.0], lr=0.1), TypeError, "SGD: parameter 0 is 1.0, not a Value"),
+        (lambda: optim.SGD([Value(1.0)], lr=-1), ValueError, "SGD: lr must be a finite number >= 0, got -1"),
+        (lambda: optim.SGD([Value(1.0)], lr=0.1, nesterov=True), ValueError, "nesterov=True needs a momentum"),
+        (lambda: optim.Adam([Value(1.0)], betas=(1.0, 0.9)), ValueError, r"Adam: betas\[0\] must be in \[0, 1\)"),
+        (
+            lambda: optim.LinearSchedule(optim.SGD([Value(1.0)], lr=0.1), 1.0, 0.1, 0),
+            ValueError,
+            "LinearSchedule: steps must be a whole number",
+        ),
+    ],
+)
 def test_bad_settings_are_refused_with_what_was_expected(make, error, message):
     with pytest.raises(error, match=message):
         make()

@@ -37,8 +37,13 @@ def test_the_file_says_what_it_is(model, tmp_path):
     document = json.loads((tmp_path / "model.json").read_text())
     assert path == str(tmp_path / "model.json")
     assert document["format"] == "minigrad-model" and document["version"] == 1
-    assert document["architecture"] == {"type": "MLP", "nin": 2, "nouts": [5, 3, 1], "nonlin": "relu",
-                                        "out_nonlin": None}
+    assert document["architecture"] == {
+        "type": "MLP",
+        "nin": 2,
+        "nouts": [5, 3, 1],
+        "nonlin": "relu",
+        "out_nonlin": None,
+    }
     assert document["parameters"] == numbers(model)
 
 
@@ -100,14 +105,18 @@ def test_a_saved_file_has_an_ordinary_files_permissions(model, tmp_path):
 
 def test_a_model_holding_nan_is_not_saved(model, tmp_path):
     model.parameters()[3].data = float("nan")
-    with pytest.raises(ValueError, match="parameter 3 is nan.*finite"):
+    with pytest.raises(ValueError, match=r"parameter 3 is nan.*finite"):
         save(model, tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
 
 
 def valid_document(model):
-    return {"format": "minigrad-model", "version": 1, "architecture": model.architecture(),
-            "parameters": numbers(model)}
+    return {
+        "format": "minigrad-model",
+        "version": 1,
+        "architecture": model.architecture(),
+        "parameters": numbers(model),
+    }
 
 
 def corrupt(model, tmp_path, kind):
@@ -155,7 +164,7 @@ def corrupt(model, tmp_path, kind):
     problems = {
         "other format": "not a MiniGrad model: \"format\" is 'pickle'",
         "future version": "format version 2 is not supported",
-        "no architecture": "\"architecture\" must be an object",
+        "no architecture": '"architecture" must be an object',
         "unknown type": "holds Transformer.* but the model is MLP",
         "missing parameter": "has 37 parameters but the file lists 36",
         "text parameter": "parameter 4 is '0.5', not a number",
@@ -166,8 +175,23 @@ def corrupt(model, tmp_path, kind):
     return path, problems[kind]
 
 
-KINDS = ["truncated", "empty", "binary", "garbage", "a list", "other format", "future version", "no architecture",
-         "unknown type", "missing parameter", "text parameter", "bool parameter", "NaN", "overflow", "bad size"]
+KINDS = [
+    "truncated",
+    "empty",
+    "binary",
+    "garbage",
+    "a list",
+    "other format",
+    "future version",
+    "no architecture",
+    "unknown type",
+    "missing parameter",
+    "text parameter",
+    "bool parameter",
+    "NaN",
+    "overflow",
+    "bad size",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -190,16 +214,19 @@ def test_a_file_for_another_architecture_is_refused_by_load_into(model, tmp_path
     save(model, tmp_path / "m.json")
     other = MLP(2, [5, 3, 1], nonlin="tanh", out_nonlin=None)
     before = numbers(other)
-    with pytest.raises(ModelFileError, match=r"holds MLP\(nin=2, nouts=\[5, 3, 1\], nonlin='relu'.* but the model is "
-                                             r"MLP\(nin=2, nouts=\[5, 3, 1\], nonlin='tanh'"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"holds MLP\(nin=2, nouts=\[5, 3, 1\], nonlin='relu'.* but the model is "
+        r"MLP\(nin=2, nouts=\[5, 3, 1\], nonlin='tanh'",
+    ):
         load_into(other, tmp_path / "m.json")
     assert numbers(other) == before
-    with pytest.raises(ModelFileError, match="holds MLP.*but the model is Layer"):
+    with pytest.raises(ModelFileError, match=r"holds MLP.*but the model is Layer"):
         load_into(Layer(2, 5), tmp_path / "m.json")
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(ModelFileError, match="nowhere.json.*no such file"):
+    with pytest.raises(ModelFileError, match=r"nowhere\.json.*no such file"):
         load(tmp_path / "nowhere.json")
 
 
@@ -207,7 +234,7 @@ def test_an_unknown_nonlin_in_a_file_is_refused(model, tmp_path):
     document = valid_document(model)
     document["architecture"]["nonlin"] = "swish"
     (tmp_path / "m.json").write_text(json.dumps(document))
-    with pytest.raises(ModelFileError, match="cannot build the architecture.*unknown op 'swish'"):
+    with pytest.raises(ModelFileError, match=r"cannot build the architecture.*unknown op 'swish'"):
         load(tmp_path / "m.json")
 
 

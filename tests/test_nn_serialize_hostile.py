@@ -38,8 +38,7 @@ def numbers(net):
 
 
 def valid_document(net):
-    return {"format": "minigrad-model", "version": 1, "architecture": net.architecture(),
-            "parameters": numbers(net)}
+    return {"format": "minigrad-model", "version": 1, "architecture": net.architecture(), "parameters": numbers(net)}
 
 
 def temporaries(folder):
@@ -53,7 +52,7 @@ def load_with_timeout(path):
     def run():
         try:
             outcome["value"] = load(path)
-        except BaseException as error:  # noqa: BLE001 - handed to the test
+        except BaseException as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=run, daemon=True)
@@ -128,7 +127,7 @@ def test_the_size_cap_holds_while_reading_a_file_whose_size_is_wrong(monkeypatch
 
 def test_loading_a_dangling_symlink_names_where_it_points(tmp_path):
     os.symlink(tmp_path / "gone.json", tmp_path / "m.json")
-    with pytest.raises(ModelFileError, match="symlink to .*gone.json'?, which does not exist"):
+    with pytest.raises(ModelFileError, match=r"symlink to .*gone\.json'?, which does not exist"):
         load(tmp_path / "m.json")
 
 
@@ -138,12 +137,22 @@ def test_loading_a_dangling_symlink_names_where_it_points(tmp_path):
 DEEP = 10_000
 
 
-@pytest.mark.parametrize("text", [
-    "[" * DEEP + "]" * DEEP,
-    '{"a": ' * DEEP + "1" + "}" * DEEP,
-    json.dumps({"format": "minigrad-model", "version": 1, "architecture": {"type": "MLP", "nin": 2, "nouts": "X"},
-                "parameters": []}).replace('"X"', "[" * DEEP + "]" * DEEP),
-], ids=["lists", "objects", "inside the architecture"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * DEEP + "]" * DEEP,
+        '{"a": ' * DEEP + "1" + "}" * DEEP,
+        json.dumps(
+            {
+                "format": "minigrad-model",
+                "version": 1,
+                "architecture": {"type": "MLP", "nin": 2, "nouts": "X"},
+                "parameters": [],
+            }
+        ).replace('"X"', "[" * DEEP + "]" * DEEP),
+    ],
+    ids=["lists", "objects", "inside the architecture"],
+)
 def test_a_file_nested_ten_thousand_deep_is_refused(model, tmp_path, text):
     path = tmp_path / "deep.json"
     path.write_text(text)
@@ -203,10 +212,13 @@ def test_the_quoting_helper_cuts_a_300_million_character_string():
 # -- 4. save ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metadata, where", [
-    ({"loss": float("nan")}, r"metadata\['loss'\] is nan"),
-    ({"history": {"val": [0.5, float("inf")]}}, r"metadata\['history'\]\['val'\]\[1\] is inf"),
-])
+@pytest.mark.parametrize(
+    "metadata, where",
+    [
+        ({"loss": float("nan")}, r"metadata\['loss'\] is nan"),
+        ({"history": {"val": [0.5, float("inf")]}}, r"metadata\['history'\]\['val'\]\[1\] is inf"),
+    ],
+)
 def test_nan_in_the_metadata_is_a_model_file_error_naming_the_key(model, tmp_path, metadata, where):
     path = tmp_path / "m.json"
     with pytest.raises(ModelFileError, match=where + ".*expected a finite number") as caught:
@@ -291,12 +303,15 @@ def test_the_next_save_removes_what_a_killed_save_left_behind(model, tmp_path):
     leftovers = temporaries(tmp_path)
     assert len(leftovers) == 1 and leftovers[0].startswith(f".m.json.{done.pid}.")
     others = [
-        "notes.tmp", ".m.json.tmp", ".m.json.backup", ".m.json.abcdefgh.tmp",  # not this module's pattern
+        "notes.tmp",
+        ".m.json.tmp",
+        ".m.json.backup",
+        ".m.json.abcdefgh.tmp",  # not this module's pattern
         f".other.json.{done.pid}.abcdefgh.tmp",  # another file's temporary
         f".m.json.{os.getppid()}.abcdefgh.tmp",  # a save that may still be running (its process lives)
     ]
     for name in others:
         (tmp_path / name).write_text("not yours")
     save(model, path)
-    assert sorted(os.listdir(tmp_path)) == sorted(["m.json"] + others)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.json", *others])
     assert numbers(load(path)) == numbers(model)

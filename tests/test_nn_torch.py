@@ -25,13 +25,16 @@ def scalar_outputs(model, X):
     return np.array([[v.data for v in model.forward(row)] for row in X.tolist()])
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MLP(3, [4, 4, 1]),
-    lambda: MLP(2, [16, 16, 1], nonlin="relu", out_nonlin=None),
-    lambda: MLP(2, [8, 3], nonlin="sigmoid", out_nonlin="tanh"),
-    lambda: Layer(3, 5, None),
-    lambda: Neuron(4, "relu"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLP(3, [4, 4, 1]),
+        lambda: MLP(2, [16, 16, 1], nonlin="relu", out_nonlin=None),
+        lambda: MLP(2, [8, 3], nonlin="sigmoid", out_nonlin="tanh"),
+        lambda: Layer(3, 5, None),
+        lambda: Neuron(4, "relu"),
+    ],
+)
 def test_to_torch_gives_the_same_outputs(make):
     minigrad_nn.seed(2)
     model = make()
@@ -54,8 +57,12 @@ def test_to_torch_gradients_match_the_scalar_engine():
     module = to_torch(model)
     scores = module(torch.tensor(X))[:, 0]
     torch.clamp(1 - torch.tensor(y, dtype=torch.float64) * scores, min=0).mean().backward()
-    torch_grads = [g for linear in module.linears
-                   for row_w, b in zip(linear.weight.grad.tolist(), linear.bias.grad.tolist()) for g in (*row_w, b)]
+    torch_grads = [
+        g
+        for linear in module.linears
+        for row_w, b in zip(linear.weight.grad.tolist(), linear.bias.grad.tolist())
+        for g in (*row_w, b)
+    ]
     assert [p.grad for p in model.parameters()] == pytest.approx(torch_grads, rel=1e-12, abs=1e-15)
 
 
@@ -70,8 +77,9 @@ def test_from_torch_brings_trained_weights_back():
     assert from_torch(module, model) is model
     assert [p.data for p in model.parameters()] == [-2.0 * x + 0.125 for x in before]  # exact in float64
     X = inputs(2)
-    np.testing.assert_allclose(scalar_outputs(model, X), module(torch.tensor(X)).detach().numpy(), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        scalar_outputs(model, X), module(torch.tensor(X)).detach().numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_from_torch_takes_any_module_of_matching_linear_layers():
@@ -82,12 +90,17 @@ def test_from_torch_takes_any_module_of_matching_linear_layers():
     assert model.layers[0].neurons[2].w[1].data == pytest.approx(sequential[0].weight[2, 1].item())
 
 
-@pytest.mark.parametrize("module, message", [
-    (torch.nn.Sequential(torch.nn.Linear(3, 4)), "has 1 Linear layer"),
-    (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 3)),
-     r"layer 1 has weights of shape \(3, 4\).*\(2, 4\)"),
-    (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2, bias=False)), "layer 1 has no bias"),
-])
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        (torch.nn.Sequential(torch.nn.Linear(3, 4)), "has 1 Linear layer"),
+        (
+            torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 3)),
+            r"layer 1 has weights of shape \(3, 4\).*\(2, 4\)",
+        ),
+        (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2, bias=False)), "layer 1 has no bias"),
+    ],
+)
 def test_from_torch_refuses_a_mismatch_and_leaves_the_model_unchanged(module, message):
     model = MLP(3, [4, 2])
     before = [p.data for p in model.parameters()]
@@ -100,9 +113,9 @@ def test_a_nonlin_without_a_torch_rule_cannot_be_converted():
     class Cube:
         @hookimpl
         def minigrad_register_ops(self, register):
-            register(OpSpec(name="cube", arity=1, forward=lambda x: x ** 3, derivative=lambda x, out: (3 * x * x,)))
+            register(OpSpec(name="cube", arity=1, forward=lambda x: x**3, derivative=lambda x, out: (3 * x * x,)))
 
     with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, Cube())):
         model = MLP(2, [2, 1], nonlin="cube")
-        with pytest.raises(NotImplementedError, match="op 'cube' .*has no torch rule"):
+        with pytest.raises(NotImplementedError, match=r"op 'cube' .*has no torch rule"):
             to_torch(model)
