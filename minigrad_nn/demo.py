@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from minigrad_core import MiniGradError, Value, get_registry
 
@@ -339,8 +340,10 @@ class PluginEngine:
 
     def _give_up_per_example(self, error: Exception) -> None:
         self.per_example = None
-        print(f"{self.name}: one example's graph does not fit every example ({error}); recording the whole "
-              f"batch instead", file=sys.stderr)
+        print(
+            f"{self.name}: one example's graph does not fit every example ({error}); recording the whole batch instead",
+            file=sys.stderr,
+        )
 
     def loss_and_grads(self) -> StepOutcome:
         if self.eager is not None:
@@ -451,13 +454,16 @@ def train(
     final loss and accuracy. ``checks=True`` runs the teaching checks (``minigrad_nn.doctor``)
     over the run and puts what they found in ``result.findings`` instead of warning."""
     config = DemoConfig() if config is None else config
-    if checks:
+    # The demo's matrix products are small (1,438 x 64 by 64 x 32 for digits): BLAS threads only
+    # wait on each other there, and on a busy machine they made a lifted step several times slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if not checks:
+            return _train(config, progress)
         with doctor.teaching_checks() as checkup, warnings.catch_warnings():
             warnings.simplefilter("ignore", doctor.TeachingWarning)  # reported in the summary instead
             result = _train(config, progress, checkup=True)
-        result.findings = checkup.findings
-        return result
-    return _train(config, progress)
+    result.findings = checkup.findings
+    return result
 
 
 def _train(config: DemoConfig, progress, checkup: bool = False) -> TrainResult:

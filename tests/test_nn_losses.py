@@ -190,9 +190,9 @@ def test_losses_backpropagate_to_a_model():
 
 def test_a_recorded_softmax_label_is_checked_for_every_example_not_silently_fixed():
     """Picking z[label] reads the label's number: replay must not reuse the recorded class."""
-    import minigrad_replay
     import numpy as np
 
+    import minigrad_replay
     from minigrad_core import Value
     from minigrad_nn import MLP, seed
     from minigrad_nn.losses import softmax_cross_entropy
@@ -213,4 +213,5 @@ def test_a_recorded_softmax_label_is_checked_for_every_example_not_silently_fixe
     with pytest.raises(GraphChangedError):
         minigrad_replay.record_batch(loss, X[0], y[0]).backward(X, y)
     assert softmax_cross_entropy([[Value(1.0), Value(2.0)]], [Value(1.0)]).data == pytest.approx(
-        math.log(math.exp(1.0) + math.exp(2.0)) - 2.0)
+        math.log(math.exp(1.0) + math.exp(2.0)) - 2.0
+    )

@@ -16,23 +16,35 @@ its recordings in ``recordings`` (see ``minigrad_core.hookspecs``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from minigrad_core import hookimpl
 
-from .replay import BatchedRecorder, LiftedRecorder, Recorder
+from .replay import BatchedRecorder, BatchedTape, LiftedRecorder, Recorder, record_batch
 
 
-def batched_engine(loss_fn) -> BatchedRecorder:
-    """The ``batched`` engine for ``loss_fn``."""
-    return BatchedRecorder(loss_fn)
+class ArrayEngine:
+    """An engine run with numpy: ``engine(loss_fn)`` records the whole batch's loss;
+    ``engine.per_example(example_loss, *example_args)`` records one example's loss and runs
+    it for a whole batch (``.backward(X, T)`` returns the mean loss), far less to record."""
+
+    def __init__(self, recorder: type[BatchedRecorder], lift: bool):
+        self.recorder, self.lift = recorder, lift
+
+    def __call__(self, loss_fn: Callable[..., Any]) -> BatchedRecorder:
+        return self.recorder(loss_fn)
+
+    def per_example(self, example_loss: Callable[..., Any], *example_args: Any) -> BatchedTape:
+        return record_batch(example_loss, *example_args, lift=self.lift)
 
 
-def lifted_engine(loss_fn) -> LiftedRecorder:
-    """The ``lifted`` engine for ``loss_fn``."""
-    return LiftedRecorder(loss_fn)
+batched_engine = ArrayEngine(BatchedRecorder, lift=False)  # the ``batched`` engine
+lifted_engine = ArrayEngine(LiftedRecorder, lift=True)  # the ``lifted`` engine
 
 
 @hookimpl
-def minigrad_register_engines(register):
+def minigrad_register_engines(register: Callable[..., Any]) -> None:
     register("replay", Recorder)
     register("batched", batched_engine)
     register("lifted", lifted_engine)

@@ -51,7 +51,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -435,8 +435,11 @@ class Tape:
             if id(spec) not in self._plain_forward:
                 self._plain_forward[id(spec)] = _returns_float(spec, [c.data for c in n._prev], params)
         self.n_slots = self.first_interior + len(self.instructions)
-        self.outputs = [(True, slots[o]) if isinstance(o, Value) else (False, float(o)) for o in output_leaves]
-        self.loss = next((slot for is_slot, slot in self.outputs if is_slot), None)
+        # per output: (True, its slot) for a Value, (False, the number) for a number f returned as is
+        self.outputs: list[tuple[bool, int | float]] = [
+            (True, slots[o]) if isinstance(o, Value) else (False, float(o)) for o in output_leaves
+        ]
+        self.loss: int | None = next((cast(int, slot) for is_slot, slot in self.outputs if is_slot), None)
         self.guards = [
             Guard(
                 slots[left],
@@ -457,8 +460,8 @@ class Tape:
         self._grad_params = [
             i for i in range(len(self.params)) if i not in constants and self._needs_grad[self.n_inputs + i]
         ]
-        self._forward_only = None
-        self._forward_backward = None
+        self._forward_only: Callable[..., Any] | None = None
+        self._forward_backward: Callable[..., Any] | None = None
         # The straight-line Python is written on first use: a lifted or batched run of a big
         # graph (a whole data set's loss) may never need it, and writing it costs time.
         self._source: str | None = None
@@ -593,9 +596,7 @@ class Tape:
             params = self.params
             starts = [_grad_number(params[i]) for i in self._grad_params]
             try:
-                if self._forward_backward is None:
-                    self._generate(with_backward=True)
-                outputs, arg_grads, param_grads = self._forward_backward(flat, params, starts)
+                outputs, arg_grads, param_grads = self._forward_backward_function()(flat, params, starts)
             except GraphChangedError:
                 raise
             except Exception:
@@ -616,10 +617,17 @@ class Tape:
             self._forward_only = function["forward"]
         return source
 
-    def _forward_function(self):
+    def _forward_function(self) -> Callable[..., Any]:
         if self._forward_only is None:
             self._generate(with_backward=False)
+        assert self._forward_only is not None  # _generate compiled it
         return self._forward_only
+
+    def _forward_backward_function(self) -> Callable[..., Any]:
+        if self._forward_backward is None:
+            self._generate(with_backward=True)
+        assert self._forward_backward is not None  # _generate compiled it
+        return self._forward_backward
 
     def _shape_outputs(self, flat_outputs):
         flat = [float(x) for x in flat_outputs]
@@ -662,16 +670,18 @@ class Tape:
         for instr in self.instructions:
             values[instr.slot] = evaluate(instr.spec, [values[i] for i in instr.inputs], instr.params)
             self._check_guards(guards_at.get(instr.slot, ()), values)
-        outputs = [values[slot] if is_slot else slot for is_slot, slot in self.outputs]
+        outputs = [values[cast(int, slot)] if is_slot else slot for is_slot, slot in self.outputs]
         if starts is None:
             return outputs, None, None
+        loss = self.loss
+        assert loss is not None  # _run refuses a backward pass without a loss
         grads: list = [0.0] * self.n_slots
         for i, start in zip(self._grad_params, starts):
             grads[self.n_inputs + i] = start
-        if self.loss >= self.first_interior:
-            grads[self.loss] = 1.0
+        if loss >= self.first_interior:
+            grads[loss] = 1.0
         else:
-            grads[self.loss] = grads[self.loss] + 1.0  # a leaf as the root: backward() adds to it
+            grads[loss] = grads[loss] + 1.0  # a leaf as the root: backward() adds to it
         for instr in reversed(self.instructions):
             if not self._needs_grad[instr.slot] or not instr.inputs:
                 continue
@@ -894,6 +904,10 @@ class _CodeWriter:
             self._global_names[key] = self._new_global(f"{role}_{spec.name}", make())
         return self._global_names[key]
 
+    def _spec_global(self, spec) -> str:
+        """The global name of an op's spec (what the kernel's evaluate and partials take)."""
+        return self._global("spec", spec, lambda: spec)
+
     def _literal(self, value) -> str:
         """Source text for a number: its repr when that is a plain literal, else a global."""
         if (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 2**63):
@@ -941,7 +955,7 @@ class _CodeWriter:
         raise NotImplementedError
 
 
-def _params_key(params: dict):
+def _params_key(params: dict) -> tuple[Any, ...]:
     try:
         key = tuple(sorted(params.items()))
         hash(key)
@@ -973,7 +987,7 @@ class _ScalarCode(_CodeWriter):
         # a forward rule that gives something other than a float: the kernel's evaluate turns it
         # into one (or refuses it), as eager does
         self.globals.setdefault("evaluate", evaluate)
-        spec_name = self._global("spec", spec, lambda: spec)
+        spec_name = self._spec_global(spec)
         lines.append(f"{target} = evaluate({spec_name}, {self.inputs_source(instr)}, {self._params(instr.params)})")
         return lines
 
@@ -991,6 +1005,7 @@ class _ScalarCode(_CodeWriter):
         self.globals["partials"] = local_derivatives
         terms: dict[int, list[str]] = {}
         loss = tape.loss
+        assert loss is not None  # backward code is written only for a tape with a loss
         lines = []
         if loss >= tape.first_interior:
             lines.append(f"g_{names[loss]} = 1.0")
@@ -1005,7 +1020,7 @@ class _ScalarCode(_CodeWriter):
             if not instr.inputs:
                 continue  # an op without inputs passes nothing on
             index = instr.slot - tape.first_interior
-            spec_name = self._global("spec", instr.spec, lambda spec=instr.spec: spec)
+            spec_name = self._spec_global(instr.spec)
             call = f"partials({spec_name}, {self.inputs_source(instr)}, {node}, {self._params(instr.params)})"
             if instr.slot != loss:
                 call += f" if g_{node} != 0.0 or {node} - {node} != 0.0 else {self._zeros(len(instr.inputs))}"
@@ -1038,7 +1053,7 @@ class _ScalarCode(_CodeWriter):
         for instr in tape.instructions:
             body += self.forward_lines(instr)
             body += self._guard_lines(guards_at.get(instr.slot, ()))
-        outputs = [names[slot] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
+        outputs = [names[cast(int, slot)] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
         outputs_source = _tuple_source(outputs)
         if with_backward:
             grad_params = [names[tape.n_inputs + i] for i in tape._grad_params]
@@ -1115,7 +1130,7 @@ def _columns(arrays, size: int) -> list[list]:
     return [x.tolist() if type(x) is np.ndarray and x.ndim else [float(x)] * size for x in arrays]
 
 
-def _numpy_trouble(error: BaseException) -> bool:
+def _numpy_trouble(error: BaseException | None) -> bool:
     """Whether ``error`` is (or was caused by) numpy's FloatingPointError: a division by zero,
     an overflow or an invalid operation met on arrays, which the rules handle one number at a
     time (the kernel reports it as a domain error of the op)."""
@@ -1151,7 +1166,8 @@ class _BatchRule:
     def __init__(self, spec, on_fallback: Callable[[Any, str, str], None]):
         self.spec = spec
         self.on_fallback = on_fallback
-        self.mode = {"forward": None, "derivative": None}  # None (undecided), "arrays" or "examples"
+        # per role: None (undecided), "arrays" or "examples"
+        self.mode: dict[str, str | None] = {"forward": None, "derivative": None}
 
     def forward(self, inputs: tuple, params):
         spec = self.spec
@@ -1200,15 +1216,15 @@ class _BatchRule:
             partials = tuple(_as_partial(p, size) for p in partials)
             if self.mode["derivative"] is None and spec.np_derivative is None:
                 columns, outs = _columns(inputs, size), _columns([out], size)[0]
+
+                def partial_on_example(k: int) -> Callable[[int], float]:
+                    return lambda i: float(
+                        local_derivatives(spec, [column[i] for column in columns], outs[i], params)[k]
+                    )
+
                 for k, partial in enumerate(partials):
                     if type(partial) is np.ndarray:
-                        self._check_examples(
-                            partial,
-                            [0, size - 1],
-                            lambda i, k=k: float(
-                                local_derivatives(spec, [column[i] for column in columns], outs[i], params)[k]
-                            ),
-                        )
+                        self._check_examples(partial, [0, size - 1], partial_on_example(k))
         except Exception as error:
             partials = self._derivative_examples(inputs, out, params, size)
             if not _numpy_trouble(error):
@@ -1326,7 +1342,7 @@ class BatchedTape:
                 position = {index: k for k, index in enumerate(order)}
                 self._lifted_grad_positions = np.array([position[i] for i in tape._grad_params], dtype=np.intp)
         self._source: str | None = None
-        self._compiled = None
+        self._compiled: Callable[..., Any] | None = None
 
     @property
     def source(self) -> str:
@@ -1344,6 +1360,7 @@ class BatchedTape:
     def _forward_backward(self, *args):
         if self._compiled is None:
             self.source  # noqa: B018  (writes and compiles the code)
+        assert self._compiled is not None  # the source property compiled it
         return self._compiled(*args)
 
     def __repr__(self) -> str:
@@ -1454,6 +1471,7 @@ class BatchedTape:
         if seed is None:
             upstream = None
         else:
+            assert tape.loss is not None  # _loss_and_grads gives a seed only to a tape with a loss
             scale = 1.0 / size if seed == "mean" else 1.0
             upstream = np.full(size, scale) if self.is_batch[tape.loss] else scale * size
         try:
@@ -1477,6 +1495,7 @@ class BatchedTape:
         met what the ops' rules handle one number at a time (a domain error, inf or nan):
         batched replay then computes the step, with eager's numbers or error."""
         lifted = self.lifted
+        assert lifted is not None  # _run calls this only for a lifted tape
         parameters = np.fromiter(map(_data_of, self._lifted_params), float, len(self._lifted_params))
         try:
             outputs, arg_grads, grads = lifted.run(arrays, parameters, upstream, self._changed_at, input_grads)
@@ -1557,14 +1576,16 @@ class _BatchedCode(_CodeWriter):
         body, guards_at = self._prologue()
         body.append("# forward: one line per node, on arrays of one value per example")
         for instr in tape.instructions:
-            inputs = _tuple_source([names[i] for i in instr.inputs])
+            arguments = _tuple_source([names[i] for i in instr.inputs])
             body.append(
-                f"{names[instr.slot]} = {self._rule('forward', instr.spec)}({inputs}, {self._params(instr.params)})"
+                f"{names[instr.slot]} = {self._rule('forward', instr.spec)}({arguments}, {self._params(instr.params)})"
             )
             body += self._guard_lines(guards_at.get(instr.slot, ()))
-        outputs = [names[slot] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
+        outputs = [names[cast(int, slot)] if is_slot else self._literal(slot) for is_slot, slot in tape.outputs]
         body.append(f"outputs = {_tuple_source(outputs)}")
         body.append("if upstream is None: return outputs, None, None")
+        if tape.loss is None:  # f returned no Value: forward only (a backward pass is refused before it runs)
+            return self._function_source(body)
         body.append("# backward: per example for values that depend on it, summed over the batch for parameters")
         loss = names[tape.loss]
         body.append(f"g_{loss} = upstream")
@@ -1606,8 +1627,11 @@ class _BatchedCode(_CodeWriter):
             f"g_{names[tape.n_inputs + i]}" if tape.n_inputs + i in assigned else "0.0" for i in tape._grad_params
         ]
         body.append(f"return outputs, [{', '.join(input_grads)}], {_tuple_source(param_grads)}")
+        return self._function_source(body)
+
+    def _function_source(self, body: list[str]) -> str:
         header = [
-            f"# Batched replay of {tape.name}: inputs x are arrays (one value per example), "
+            f"# Batched replay of {self.tape.name}: inputs x are arrays (one value per example), "
             f"parameters p are shared scalars.",
             "def forward_backward(inputs, parameters, upstream, size):",
         ]
@@ -1653,7 +1677,8 @@ class _LevelProgram:
             level[instr.slot] = 1 + max((level[i] for i in instr.inputs), default=0)
         rules: dict[int, _BatchRule] = {}
         self.rules = rules
-        grouped: dict[tuple, list[Instruction]] = {}
+        # (level, id(spec), input count, parameters) -> the nodes that run as one array operation
+        grouped: dict[tuple[int, int, int, tuple[Any, ...]], list[Instruction]] = {}
         for instr in tape.instructions:
             if id(instr.spec) not in rules:
                 rules[id(instr.spec)] = _BatchRule(instr.spec, on_fallback)
@@ -1662,8 +1687,8 @@ class _LevelProgram:
         depth = max(level, default=0)
         self.forward_plan: list[list[_Group]] = [[] for _ in range(depth + 1)]
         self.backward_plan: list[_Group] = []
-        for (level, spec_id, _, _), instrs in grouped.items():
-            self.forward_plan[level].append(self._group(rules[spec_id], instrs))
+        for (node_level, spec_id, _, _), instrs in grouped.items():
+            self.forward_plan[node_level].append(self._group(rules[spec_id], instrs))
         for (_, spec_id, arity, _), instrs in sorted(grouped.items(), key=lambda item: -item[0][0]):
             needed = [i for i in instrs if tape._needs_grad[i.slot]]
             if needed and arity:
@@ -1691,9 +1716,10 @@ class _LevelProgram:
                 for group in groups:
                     values[group.out] = group.rule.forward(tuple(values[group.inputs]), group.params)
                 self._check_guards(self.guards_at[level], values)
-            outputs = [float(values[slot]) if is_slot else slot for is_slot, slot in tape.outputs]
+            outputs = [float(values[cast(int, slot)]) if is_slot else slot for is_slot, slot in tape.outputs]
             if starts is None:
                 return outputs, None, None
+            assert tape.loss is not None  # gradients are asked for only when f returned a Value
             grads = np.zeros(tape.n_slots)
             grads[tape.loss] = 1.0
             for group in self.backward_plan:
@@ -1774,7 +1800,8 @@ class BatchedRecorder:
         return self._run(args, backward)
 
     def _run(self, args, backward: bool):
-        tape = self.tape
+        tape, program = self.tape, self._program
+        assert tape is not None and program is not None  # _call records before it runs
         flat, value_args = tape._flat_args(args)
         if backward and tape.loss is None:
             raise TypeError(
@@ -1783,7 +1810,7 @@ class BatchedRecorder:
         with _gradient_lock:
             starts = [_grad_number(tape.params[i]) for i in tape._grad_params] if backward else None
             try:
-                outputs, input_grads, param_grads = self._program.run(flat, starts)
+                outputs, input_grads, param_grads = program.run(flat, starts)
             except GraphChangedError:
                 raise
             except Exception:

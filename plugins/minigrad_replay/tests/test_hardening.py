@@ -411,3 +411,10 @@ def test_the_batched_engine_evaluates_a_branching_rule_one_node_at_a_time_and_sa
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             engine.backward(data)
+
+
+def test_a_batched_function_that_returns_only_numbers_runs_forward_and_refuses_backward():
+    tape = record(lambda x: 1.0, 1.0).batched()
+    assert tape.forward(np.array([1.0, 2.0])) == 1.0
+    with pytest.raises(TypeError, match="returned no Value"):
+        tape.backward(np.array([1.0, 2.0]))

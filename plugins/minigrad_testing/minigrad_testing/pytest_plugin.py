@@ -110,7 +110,7 @@ class OpChecks(pytest.Collector):
         if not specs and not problems:
             problems.append("no registered op matches the chosen ops and plugins")
         max_order = config.getoption("--minigrad-max-order") or 2
-        items = [
+        items: list[pytest.Item] = [
             ConfigurationProblem.from_parent(self, name=f"choose-ops-{i}", problem=p) for i, p in enumerate(problems)
         ]
         for spec in specs:
@@ -131,9 +131,10 @@ class OpChecks(pytest.Collector):
 
 def _source_file(spec) -> Path | None:
     try:
-        return Path(inspect.getsourcefile(spec.forward))
-    except (TypeError, OSError):
+        source = inspect.getsourcefile(spec.forward)
+    except (TypeError, OSError):  # a built-in or C function: no source file
         return None
+    return Path(source) if source is not None else None
 
 
 class OpCheck(pytest.Item):
