@@ -461,6 +461,102 @@ def backward_rows(report: Report, quick: bool, clock) -> None:
     )
 
 
+# -- tools on the kernel: off means free, on means linear -----------------------------------
+
+
+def tools_rows(report: Report, quick: bool, clock) -> None:
+    """What the kernel's hooks and guards cost: the teaching checks switched off, the lock
+    around backward(), a Value's room for extra attributes, and explain's growth."""
+    import gc
+
+    from minigrad_core import Value, backward_steps
+    from minigrad_explain import explain
+    from minigrad_nn import doctor
+
+    rounds = 3 if quick else 9
+    problem = workloads.demo_problem()
+    never = workloads.make_eager_step(problem)
+    switched_off = workloads.make_eager_step(problem)
+    doctor.enable()
+    doctor.disable()  # the checks were on once: switching them off must leave nothing behind
+    times = take_turns({"never": never, "off": switched_off}, rounds, {}, clock)
+    doctor.enable()
+    checked = workloads.make_eager_step(problem)
+    times.update(take_turns({"on": checked}, rounds, {}, clock))
+    doctor.disable()
+    ms = {name: median_ms(samples) for name, samples in times.items()}
+    off_ratio = ms["off"] / ms["never"]
+
+    # backward() takes a lock (two threads sharing nodes get the serial result) and calls the
+    # observers; the bare walk of the same steps has neither.
+    model = workloads.minigrad_model(problem)
+    from minigrad_nn import losses
+
+    loss = losses.hinge([model(x) for x in problem.X], problem.y)
+
+    def bare_steps():
+        gc.disable()  # as backward() does
+        try:
+            for _ in backward_steps(loss):
+                pass
+        finally:
+            gc.enable()
+
+    walk = take_turns({"backward()": loss.backward, "bare": bare_steps}, rounds, {"backward()": 3, "bare": 3}, clock)
+    lock_ratio = median_ms(walk["backward()"]) / median_ms(walk["bare"])
+
+    class WithoutDict:  # Value's slots without __dict__: what extra attributes cost a node
+        __slots__ = ("data", "grad", "_prev", "_spec", "_params", "label")
+
+    extra_bytes = sys.getsizeof(Value(1.0)) - sys.getsizeof(WithoutDict())
+
+    def chain(n: int) -> Value:
+        x = Value(0.5, label="x")
+        y = x
+        for _ in range(n):
+            y = y * 1.0001
+        return y
+
+    sizes = (2_000, 4_000) if quick else (10_000, 20_000)
+    per_node = {}
+    for n in sizes:
+        root = chain(n)
+        samples = []
+        for _ in range(3):
+            start = clock()
+            explain(root)
+            samples.append((clock() - start) / n)
+        per_node[n] = statistics.median(samples)
+    explain_ratio = per_node[sizes[1]] / per_node[sizes[0]]
+
+    rows = [
+        ["eager demo step, teaching checks never switched on", fmt_ms(ms["never"]), "1.00"],
+        ["the same after doctor.enable(); doctor.disable()", fmt_ms(ms["off"]), f"{off_ratio:.2f}"],
+        ["the same with the teaching checks on", fmt_ms(ms["on"]), f"{ms['on'] / ms['never']:.2f}"],
+        ["backward() (lock, observers) / the bare backward_steps walk", "", f"{lock_ratio:.2f}"],
+        ["bytes a Value's __dict__ slot adds (extra attributes allowed)", f"{extra_bytes} bytes", ""],
+        [f"explain, time per node at {sizes[1]:,} / at {sizes[0]:,} nodes", "", f"{explain_ratio:.2f}"],
+    ]
+    report.section(
+        "Tools on the kernel: switched off they cost nothing, switched on they stay linear",
+        ["measure", "ms or bytes", "ratio"],
+        rows,
+        "The teaching checks hang on the kernel's observer lists, which are empty when the checks are "
+        "off. backward() holds one lock per call, so two threads backpropagating through shared nodes "
+        "take turns.",
+    )
+    report.verdict(
+        "training with the teaching checks off is not slowed (demo step)", f"{off_ratio:.2f}x", off_ratio <= 1.10
+    )
+    report.verdict("backward()'s lock and observers cost at most 10%", f"{lock_ratio:.2f}x", lock_ratio <= 1.10)
+    report.verdict("extra attributes cost at most 16 bytes a node", f"{extra_bytes} bytes", extra_bytes <= 16)
+    report.verdict(
+        "explain's time per node grows at most 1.5x when the graph doubles",
+        f"{explain_ratio:.2f}x",
+        explain_ratio <= 1.5,
+    )
+
+
 # -- lifting: whole batches as matrix products (#12) -----------------------------------------
 
 
@@ -911,13 +1007,13 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown to FILE")
     parser.add_argument(
         "--only",
-        choices=("demo", "lifted", "backward", "growth", "memory"),
+        choices=("demo", "lifted", "backward", "growth", "memory", "tools"),
         action="append",
         help="run only these parts (repeatable)",
     )
     args = parser.parse_args(argv)
     clock = clock_function(args.clock)
-    parts = args.only or ["demo", "lifted", "backward", "growth", "memory"]
+    parts = args.only or ["demo", "lifted", "backward", "growth", "memory", "tools"]
     machine = machine_description()
     print("MiniGrad benchmarks" + (" (quick)" if args.quick else ""))
     for key, value in machine.items():
@@ -933,6 +1029,8 @@ def main(argv=None) -> int:
         memory(report, args.quick)
     if "backward" in parts:
         backward_rows(report, args.quick, clock)
+    if "tools" in parts:
+        tools_rows(report, args.quick, clock)
     if "demo" in parts:
         demo_step(report, args.quick, clock)
     if "lifted" in parts:  # imports torch: after every part measured without it
