@@ -479,6 +479,7 @@ class Registry:
 
     # looking up ------------------------------------------------------------------------
     def get(self, name: str) -> OpSpec:
+        """The op called ``name``; an unknown name raises ``UnknownOpError`` listing the known ones."""
         try:
             return self.ops[name]
         except (KeyError, TypeError):
@@ -496,6 +497,7 @@ class Registry:
         return next((s for s in self.ops.values() if s.symbol == name_or_symbol and fits(s)), None)
 
     def provider(self, op_name: str) -> PluginInfo:
+        """The plugin that registered the op ``op_name``."""
         return self.plugins[self.get(op_name).plugin]
 
 

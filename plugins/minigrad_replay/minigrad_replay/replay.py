@@ -343,12 +343,15 @@ class Recorder:
         self.recordings = 0
 
     def forward(self, *args):
+        """``f(*args)``'s outputs as numbers (recording again if the graph changed)."""
         return self._call("forward", args)
 
     def backward(self, *args):
+        """Forward and backward: ``f``'s outputs, with the parameters' ``.grad`` filled in."""
         return self._call("backward", args)
 
     def value_and_grad(self, *args):
+        """``(outputs, gradients with respect to each argument)``, as ``Tape.value_and_grad``."""
         return self._call("value_and_grad", args)
 
     __call__ = forward
@@ -1776,9 +1779,11 @@ class BatchedRecorder:
         self._fallbacks: list = []
 
     def forward(self, *args):
+        """``f(*args)``'s outputs as numbers (recording again if the graph changed)."""
         return self._call(args, backward=False)
 
     def backward(self, *args):
+        """Forward and backward: ``f``'s outputs, with the parameters' ``.grad`` filled in."""
         return self._call(args, backward=True)
 
     __call__ = forward

@@ -796,6 +796,7 @@ class RandomExpression:
         )
 
     def torch(self, *tensors):
+        """The same expression on torch tensors (the oracle's side of the comparison)."""
         torch = _torch()
         if torch is None:
             raise ImportError("RandomExpression.torch needs torch installed")
