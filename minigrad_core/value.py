@@ -328,7 +328,10 @@ def rule_error(
     shown = list(inputs) + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
     if isinstance(error, (ArithmeticError, ValueError)) and not _is_array_error(error):
         kind = OpZeroDivisionError if isinstance(error, ZeroDivisionError) else OpDomainError
-        return kind(spec.name, shown, spec.domain.description, reason=str(error) or type(error).__name__)
+        reason = str(error) or type(error).__name__
+        if role == "derivative":  # forward was fine here: say which rule gave up
+            reason = f"its derivative rule raised {type(error).__name__}: {reason}"
+        return kind(spec.name, shown, spec.domain.description, reason=reason)
     if role == "derivative" and isinstance(error, TypeError) and any(isinstance(x, Value) for x in inputs):
         return higher_order_error(spec, f"{type(error).__name__}: {error}")
     error_class = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one

@@ -417,10 +417,16 @@ def _call_derivative(spec: OpSpec, inputs: Sequence, out, params: Mapping) -> li
     try:
         partials = local_derivatives(spec, list(inputs), out, dict(params) or None)
         return [float(p.data if isinstance(p, Value) else p) for p in partials]
-    except (OpSpecError, TypeError, ValueError) as error:
-        if isinstance(error, (OpDomainError, HigherOrderError)):
+    except (OpSpecError, TypeError, ValueError, ArithmeticError) as error:
+        if isinstance(error, HigherOrderError):
             raise
-        raise GradientCheckError(_rule_report(spec, inputs, params, error)) from error
+        report = _rule_report(spec, inputs, params, error)
+        if isinstance(error, OpDomainError):  # e.g. a division by zero at a point the domain allows
+            report += (
+                "\n  The forward rule is defined here, so the derivative rule must be too. If the derivative "
+                "really is undefined at this point, declare it in the op's Domain (kinks=... or bounds=...)."
+            )
+        raise GradientCheckError(report) from error
     except MiniGradError as error:
         raise GradientCheckError(_rule_report(spec, inputs, params, error)) from error
 
@@ -602,6 +608,7 @@ def check_op(
     limits: dict[str, Any] = {
         "deadline": None,
         "print_blob": False,
+        "report_multiple_bugs": False,  # one clear report, not an exception group of every failure found
         "phases": [p for p in settings().phases if p is not Phase.explain],
     }
     if max_examples is not None:

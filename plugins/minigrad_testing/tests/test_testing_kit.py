@@ -433,3 +433,26 @@ def test_a_domain_with_nothing_to_draw_from_says_so():
         check_op(nowhere)
     with pytest.raises(OpSpecError, match="low must be below high"):  # refused when the Domain is made
         Domain(bounds=((0.0, 0.0),))
+
+
+def test_a_derivative_rule_that_raises_is_reported_in_the_kit_s_own_words():
+    """The op, the input, the exception and the rule's formula: no pytest or pluggy internals."""
+    import minigrad_ops
+    from minigrad_core import OpSpec, Registry, register_op, using
+    from minigrad_testing import GradientCheckError, check_op
+
+    spec = OpSpec(
+        name="flaky_identity",
+        arity=1,
+        forward=lambda x: x,
+        derivative=lambda x, out: (1.0 + 0.0 * math.sqrt(x),),  # fails for x < 0, where forward is fine
+        derivative_formula=("1 + 0 * sqrt(x)",),
+    )
+    with using(Registry.from_plugins(minigrad_ops)):
+        register_op(spec)
+        with pytest.raises(GradientCheckError) as info:
+            check_op("flaky_identity", max_examples=200)
+    message = str(info.value)
+    assert "the derivative rule of op 'flaky_identity'" in message and "at x = -" in message
+    assert "ValueError" in message and "d out / d x = 1 + 0 * sqrt(x)" in message
+    assert len(message.splitlines()) <= 5
