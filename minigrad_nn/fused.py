@@ -44,6 +44,19 @@ def weighted_sum_derivative(*inputs_and_out):
     return (*xs, *ws, 1.0)
 
 
+def weighted_sum_in_torch(*tensors):
+    """The same sum written as PyTorch writes it, a dot product plus the bias: an oracle that
+    shares no code with the forward rule."""
+    import torch
+
+    ws, xs, b = _halves("weighted_sum", tensors)
+    if not ws:
+        return b
+    same_shape = torch.broadcast_tensors(*ws, *xs)  # a weight shared by a batch of inputs, say
+    n = len(ws)
+    return (torch.stack(same_shape[:n]) * torch.stack(same_shape[n:])).sum(dim=0) + b  # one example or a batch
+
+
 WEIGHTED_SUM = OpSpec(
     name="weighted_sum",
     arity=None,  # 2n + 1 inputs, for any n >= 0
@@ -55,6 +68,6 @@ WEIGHTED_SUM = OpSpec(
     derivative_formula=("x_i", "w_i", "1"),
     methods=(),
     domain=Domain(description="any real numbers, 2n + 1 of them: n weights, n inputs, a bias"),
-    torch=weighted_sum,
+    torch=weighted_sum_in_torch,
     doc="A neuron's pre-activation as one node: weighted_sum(w_1..w_n, x_1..x_n, b) = Σ w_i*x_i + b.",
 )

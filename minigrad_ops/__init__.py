@@ -21,6 +21,7 @@ POSITIVE = Domain(bounds=(0.0, math.inf), kinks=(0.0,), description="x > 0")
 
 # -- forward rules that need care (domain checks, overflow like PyTorch) ----------------------
 
+
 def divide(a, b):
     if b == 0:
         raise OpZeroDivisionError("div", (a, b), "a non-zero divisor b", "division by zero")
@@ -30,11 +31,14 @@ def divide(a, b):
 def power_of(x, exponent, op="pow"):
     """x ** exponent on real numbers; overflow gives ±inf as in PyTorch."""
     if x < 0 and not float(exponent).is_integer():
-        raise OpDomainError(op, (x, exponent), "a base >= 0 when the exponent is not a whole number",
-                            "the result would be a complex number")
+        raise OpDomainError(
+            op,
+            (x, exponent),
+            "a base >= 0 when the exponent is not a whole number",
+            "the result would be a complex number",
+        )
     if x == 0 and exponent < 0:
-        raise OpZeroDivisionError(op, (x, exponent), "a non-zero base for a negative exponent",
-                                  "division by zero")
+        raise OpZeroDivisionError(op, (x, exponent), "a non-zero base for a negative exponent", "division by zero")
     try:
         return math.pow(x, exponent)
     except OverflowError:
@@ -69,21 +73,24 @@ def relu(x):
 
 # -- derivative rules that need more than one line ------------------------------------------
 
-def _power(x, exponent):
+
+def _power(x, exponent, sqrt_sign=True):
     """x ** exponent inside a derivative rule, on numbers or Values (records a node).
 
     At a zero base with a negative exponent the derivative is infinite, not an error (forward
     refuses 0 ** -1, but d/dx x ** 0.5 at 0 is inf), signed as PyTorch signs it: negative at
-    -0.0 for odd exponents and for -0.5 (PyTorch computes x ** -0.5 as 1 / sqrt(x)).
+    -0.0 for -0.5 when the exponent is a number (PyTorch computes x ** -0.5 as 1 / sqrt(x)), not
+    when it is a tensor (``sqrt_sign=False``: PyTorch's pow(tensor, tensor) gives +inf there).
+    Only exponents in (-1, 0) get here (the forward rules refuse 0 ** e for e < 0), so no odd
+    power needs a sign of its own.
     """
     base = x.data if isinstance(x, Value) else x
     if base == 0 and exponent < 0:
-        e = exponent.data if isinstance(exponent, Value) else exponent
-        odd = float(e).is_integer() and int(e) % 2 == 1
-        negative = math.copysign(1.0, base) < 0 and (odd or e == -0.5)
+        # (a Value exponent comes only from power, which passes sqrt_sign=False)
+        negative = sqrt_sign and math.copysign(1.0, base) < 0 and exponent == -0.5
         return -math.inf if negative else math.inf
     if isinstance(x, Value) or isinstance(exponent, Value):
-        return x ** exponent
+        return x**exponent
     return power_of(x, exponent)
 
 
@@ -103,7 +110,7 @@ def pow_derivative(x, out, exponent):
 
 
 def power_derivative(a, b, out):
-    d_base = 0.0 if (not isinstance(b, Value) and b == 0) else b * _power(a, b - 1)
+    d_base = 0.0 if (not isinstance(b, Value) and b == 0) else b * _power(a, b - 1, sqrt_sign=False)
     # d/db a**b = a**b * log(a); PyTorch's conventions where log(a) is undefined
     base = a.data if isinstance(a, Value) else a  # (a Value's == compares identity, not data)
     if base > 0:
@@ -123,6 +130,7 @@ def square_root(x):
 
 # -- batched (numpy) rules ------------------------------------------------------------------
 
+
 def np_divide(a, b):
     if np.any(np.asarray(b) == 0):
         raise OpZeroDivisionError("div", ("array", "array containing 0"), "a non-zero divisor b", "division by zero")
@@ -141,16 +149,23 @@ def np_power_of(x, exponent, op="pow"):
     if np.any((x < 0) & (np.mod(e, 1) != 0)):
         raise OpDomainError(op, ("array with a negative base",), "a base >= 0 when the exponent is not a whole number")
     if np.any((x == 0) & (e < 0)):
-        raise OpZeroDivisionError(op, ("array with a zero base",), "a non-zero base for a negative exponent",
-                                  "division by zero")
+        raise OpZeroDivisionError(
+            op, ("array with a zero base",), "a non-zero base for a negative exponent", "division by zero"
+        )
     with np.errstate(over="ignore"):
         return np.power(x, e)
 
 
-def np_power_derivative(x, exponent):
+def np_power_derivative(x, exponent, sqrt_sign=True):
     """exponent * x ** (exponent - 1) on arrays, with the scalar rule's values at x = 0."""
+    x, exponent = np.asarray(x, dtype=float), np.asarray(exponent, dtype=float)
+    e = exponent - 1.0
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        return np.where(exponent == 0, 0.0, exponent * np.power(x, exponent - 1.0))
+        power = np.power(x, e)
+        # as _power: at -0.0 the power -0.5 is PyTorch's 1 / sqrt(-0.0), -inf (numpy gives +inf)
+        if sqrt_sign:
+            power = np.where((x == 0) & np.signbit(x) & (e == -0.5), -np.inf, power)
+        return np.where(exponent == 0, 0.0, exponent * power)
 
 
 def np_sigmoid(x):
@@ -159,44 +174,71 @@ def np_sigmoid(x):
 
 OPS = [
     OpSpec(
-        name="add", arity=2, symbol="+", formula="a + b", derivative_formula=("1", "1"),
+        name="add",
+        arity=2,
+        symbol="+",
+        formula="a + b",
+        derivative_formula=("1", "1"),
         forward=lambda a, b: a + b,
         derivative=lambda a, b, out: (1.0, 1.0),
-        methods=(), operators=("__add__", "__radd__"),
+        methods=(),
+        operators=("__add__", "__radd__"),
         torch=lambda a, b: a + b,
     ),
     OpSpec(
-        name="sub", arity=2, symbol="-", formula="a - b", derivative_formula=("1", "-1"),
+        name="sub",
+        arity=2,
+        symbol="-",
+        formula="a - b",
+        derivative_formula=("1", "-1"),
         forward=lambda a, b: a - b,
         derivative=lambda a, b, out: (1.0, -1.0),
-        methods=(), operators=("__sub__", "__rsub__"),
+        methods=(),
+        operators=("__sub__", "__rsub__"),
         torch=lambda a, b: a - b,
     ),
     OpSpec(
-        name="mul", arity=2, symbol="*", formula="a * b", derivative_formula=("b", "a"),
+        name="mul",
+        arity=2,
+        symbol="*",
+        formula="a * b",
+        derivative_formula=("b", "a"),
         forward=lambda a, b: a * b,
         derivative=lambda a, b, out: (b, a),
-        methods=(), operators=("__mul__", "__rmul__"),
+        methods=(),
+        operators=("__mul__", "__rmul__"),
         torch=lambda a, b: a * b,
     ),
     OpSpec(
-        name="div", arity=2, symbol="/", formula="a / b", derivative_formula=("1 / b", "-a / b**2"),
+        name="div",
+        arity=2,
+        symbol="/",
+        formula="a / b",
+        derivative_formula=("1 / b", "-a / b**2"),
         forward=divide,
         derivative=lambda a, b, out: (1 / b, -out / b),
-        methods=(), operators=("__truediv__", "__rtruediv__"),
+        methods=(),
+        operators=("__truediv__", "__rtruediv__"),
         domain=Domain(kinks=((), (0.0,)), where=lambda a, b: b != 0, description="a non-zero divisor b"),
         torch=lambda a, b: a / b,
         np_forward=np_divide,
     ),
     OpSpec(
-        name="neg", arity=1, symbol="-", formula="-x", derivative_formula=("-1",),
+        name="neg",
+        arity=1,
+        symbol="-",
+        formula="-x",
+        derivative_formula=("-1",),
         forward=lambda x: -x,
         derivative=lambda x, out: (-1.0,),
         operators=("__neg__",),
         torch=lambda x: -x,
     ),
     OpSpec(
-        name="pow", arity=1, symbol="**", formula="x ** exponent",
+        name="pow",
+        arity=1,
+        symbol="**",
+        formula="x ** exponent",
         derivative_formula=("exponent * x ** (exponent - 1)",),
         params={"exponent": None},
         forward=power_of,
@@ -206,39 +248,52 @@ OPS = [
             kinks=((0.0,),),
             where=lambda x, exponent: x > 0 or float(exponent).is_integer(),
             description="a base >= 0 when the exponent is not a whole number (and a non-zero base "
-                        "for a negative exponent)",
+            "for a negative exponent)",
             params={"exponent": (2, 3, -1, 0.5, 1.5, -2.5, 0, 1)},
         ),
-        torch=lambda x, exponent: x ** exponent,
+        torch=lambda x, exponent: x**exponent,
         np_forward=np_power_of,
         np_derivative=lambda x, out, exponent: (np_power_derivative(x, exponent),),
         doc="x ** exponent with a number exponent: Value(3) ** 2",
     ),
     OpSpec(
-        name="power", arity=2, symbol="**", formula="a ** b",
+        name="power",
+        arity=2,
+        symbol="**",
+        formula="a ** b",
         derivative_formula=("b * a ** (b - 1)", "a ** b * log(a)"),
         forward=lambda a, b: power_of(a, b, op="power"),
         derivative=power_derivative,
-        methods=(), operators=("__pow__", "__rpow__"),
-        domain=Domain(bounds=((0.0, math.inf), (-math.inf, math.inf)), kinks=((0.0,), ()),
-                      description="a base a > 0 (a ** b with both a Value)"),
-        torch=lambda a, b: a ** b,
+        methods=(),
+        operators=("__pow__", "__rpow__"),
+        domain=Domain(
+            bounds=((0.0, math.inf), (-math.inf, math.inf)),
+            kinks=((0.0,), ()),
+            description="a base a > 0 (a ** b with both a Value)",
+        ),
+        torch=lambda a, b: a**b,
         np_forward=lambda a, b: np_power_of(a, b, op="power"),
         np_derivative=lambda a, b, out: (
-            np_power_derivative(a, b),
+            np_power_derivative(a, b, sqrt_sign=False),
             np.where(a > 0, out * np.log(np.where(a > 0, a, 1.0)), np.where(a == 0, 0.0, np.nan)),
         ),
         doc="a ** b where the exponent is a Value: x ** y, 2 ** x",
     ),
     OpSpec(
-        name="exp", arity=1, formula="exp(x)", derivative_formula=("exp(x)",),
+        name="exp",
+        arity=1,
+        formula="exp(x)",
+        derivative_formula=("exp(x)",),
         forward=exponential,
         derivative=lambda x, out: (out,),
         torch=lambda x: x.exp(),
         np_forward=np.exp,
     ),
     OpSpec(
-        name="log", arity=1, formula="log(x)", derivative_formula=("1 / x",),
+        name="log",
+        arity=1,
+        formula="log(x)",
+        derivative_formula=("1 / x",),
         forward=logarithm,
         derivative=lambda x, out: (1 / x,),
         domain=POSITIVE,
@@ -246,14 +301,20 @@ OPS = [
         np_forward=np_log,
     ),
     OpSpec(
-        name="tanh", arity=1, formula="tanh(x)", derivative_formula=("1 - tanh(x)**2",),
+        name="tanh",
+        arity=1,
+        formula="tanh(x)",
+        derivative_formula=("1 - tanh(x)**2",),
         forward=math.tanh,
         derivative=lambda x, out: (1 - out * out,),
         torch=lambda x: x.tanh(),
         np_forward=np.tanh,
     ),
     OpSpec(
-        name="relu", arity=1, formula="max(0, x)", derivative_formula=("1 if x > 0 else 0",),
+        name="relu",
+        arity=1,
+        formula="max(0, x)",
+        derivative_formula=("1 if x > 0 else 0",),
         forward=relu,
         # 1 where x > 0, else 0; nan gives 1, as PyTorch. Comparisons count as 0 and 1, so
         # the one rule runs on numbers, Values and arrays.
@@ -263,7 +324,11 @@ OPS = [
         np_forward=lambda x: np.where(x > 0, x, 0.0),
     ),
     OpSpec(
-        name="abs", arity=1, symbol="abs", formula="|x|", derivative_formula=("sign(x)",),
+        name="abs",
+        arity=1,
+        symbol="abs",
+        formula="|x|",
+        derivative_formula=("sign(x)",),
         forward=math.fabs,
         # sign(x): 1, -1, or 0 at 0 (and at nan), as PyTorch
         derivative=lambda x, out: ((x > 0) * 1.0 - (x < 0) * 1.0,),
@@ -273,7 +338,10 @@ OPS = [
         np_forward=np.abs,
     ),
     OpSpec(
-        name="sqrt", arity=1, formula="sqrt(x)", derivative_formula=("1 / (2 * sqrt(x))",),
+        name="sqrt",
+        arity=1,
+        formula="sqrt(x)",
+        derivative_formula=("1 / (2 * sqrt(x))",),
         forward=square_root,
         derivative=lambda x, out: (0.5 * reciprocal(out),),
         domain=Domain(bounds=(0.0, math.inf), kinks=(0.0,), open=False, description="x >= 0"),
@@ -281,7 +349,10 @@ OPS = [
         np_forward=np.sqrt,
     ),
     OpSpec(
-        name="sigmoid", arity=1, formula="1 / (1 + exp(-x))", derivative_formula=("sigmoid(x) * (1 - sigmoid(x))",),
+        name="sigmoid",
+        arity=1,
+        formula="1 / (1 + exp(-x))",
+        derivative_formula=("sigmoid(x) * (1 - sigmoid(x))",),
         forward=sigmoid,
         derivative=lambda x, out: (out * (1 - out),),
         torch=lambda x: x.sigmoid(),

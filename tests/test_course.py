@@ -39,8 +39,15 @@ CHAPTERS = course.chapters()
 
 def test_the_course_has_the_nine_chapters_of_the_issue():
     assert [p.stem for p in CHAPTERS] == [
-        "01_derivative", "02_graph", "03_backprop_by_hand", "04_neuron", "05_accumulation",
-        "06_training", "07_your_own_op", "08_milestones", "09_beyond",
+        "01_derivative",
+        "02_graph",
+        "03_backprop_by_hand",
+        "04_neuron",
+        "05_accumulation",
+        "06_training",
+        "07_your_own_op",
+        "08_milestones",
+        "09_beyond",
     ]
 
 
@@ -106,8 +113,9 @@ def test_html_build_has_an_index_and_a_page_per_chapter(executed, tmp_path):
 
 
 def test_html_command_writes_pages(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "html", "2", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "html", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "index.html").exists() and (tmp_path / "02_graph.html").exists()
     assert "Chapter 2: The graph" in (tmp_path / "index.html").read_text(encoding="utf-8")
@@ -115,15 +123,20 @@ def test_html_command_writes_pages(tmp_path):
 
 def _solutions(source: str) -> list[str]:
     """The lines between the markers, stripped of indentation."""
-    return [m.strip() for block in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", source, re.S)
-            for m in block.splitlines() if m.strip()]
+    return [
+        m.strip()
+        for block in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", source, re.S)
+        for m in block.splitlines()
+        if m.strip()
+    ]
 
 
 def test_strip_removes_every_solution_and_leaves_notebooks_that_parse(tmp_path):
     import nbformat
 
-    result = subprocess.run([sys.executable, str(SCRIPT), "strip", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "strip", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     total = 0
     for chapter in CHAPTERS:
@@ -139,8 +152,9 @@ def test_strip_removes_every_solution_and_leaves_notebooks_that_parse(tmp_path):
             if cell.cell_type == "code":
                 ast.parse(cell.source)  # still Python
                 assert not cell.get("outputs")
-        original = {line.strip() for c in course.read(chapter).cells if c.cell_type == "code"
-                    for line in c.source.splitlines()}
+        original = {
+            line.strip() for c in course.read(chapter).cells if c.cell_type == "code" for line in c.source.splitlines()
+        }
         left = {line.strip() for line in code.splitlines()}
         for line in _solutions(source):
             # a solution line may survive only where the same line also appears outside solutions
@@ -151,11 +165,14 @@ def test_strip_removes_every_solution_and_leaves_notebooks_that_parse(tmp_path):
     assert total >= 6  # the derivative, grads by hand, tanh, a neuron, the += fix, swish
 
 
-@pytest.mark.parametrize("stem, says", [
-    ("01_derivative", "Not written yet: replace the `raise NotImplementedError` in df"),
-    ("05_accumulation", "Not written yet: replace the `raise NotImplementedError` in add_fixed"),
-    ("07_your_own_op", "Not written yet: replace the `raise NotImplementedError` in swish_derivative"),
-])
+@pytest.mark.parametrize(
+    "stem, says",
+    [
+        ("01_derivative", "Not written yet: replace the `raise NotImplementedError` in df"),
+        ("05_accumulation", "Not written yet: replace the `raise NotImplementedError` in add_fixed"),
+        ("07_your_own_op", "Not written yet: replace the `raise NotImplementedError` in swish_derivative"),
+    ],
+)
 def test_a_stripped_exercise_is_caught_by_its_check_in_plain_words(tmp_path, stem, says):
     """Run a chapter with its solutions removed: the check cell says so, then stops the notebook."""
     import nbformat
@@ -167,8 +184,9 @@ def test_a_stripped_exercise_is_caught_by_its_check_in_plain_words(tmp_path, ste
     manager = course.kernel_manager()
     try:
         with pytest.raises(CellExecutionError, match=r"AssertionError"):
-            NotebookClient(notebook, km=manager, timeout=120,
-                           resources={"metadata": {"path": str(course.COURSE)}}).execute()
+            NotebookClient(
+                notebook, km=manager, timeout=120, resources={"metadata": {"path": str(course.COURSE)}}
+            ).execute()
     finally:
         if manager.has_kernel:
             manager.shutdown_kernel(now=True)

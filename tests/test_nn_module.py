@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 import minigrad_nn
 import minigrad_nn.plugin
 import minigrad_ops
-from minigrad_core import local_derivatives, OpSpec, Registry, UnknownOpError, Value, hookimpl, ops, using
-from minigrad_core import topological_order
+from minigrad_core import (
+    OpSpec,
+    Registry,
+    UnknownOpError,
+    Value,
+    hookimpl,
+    local_derivatives,
+    ops,
+    topological_order,
+    using,
+)
 from minigrad_nn import MLP, Layer, Module, Neuron, predict_numpy
 from minigrad_nn.fused import WEIGHTED_SUM
 
@@ -40,12 +49,14 @@ def test_the_seed_example_loop_drives_the_loss_down():
     n = MLP(3, [4, 4, 1])
     xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
     ys = [1.0, -1.0, -1.0, 1.0]
-    for k in range(20):
+    for _k in range(20):
         ypred = [n(x) for x in xs]
-        loss = sum((yout - ygt)**2 for ygt, yout in zip(ys, ypred))
-        for p in n.parameters(): p.grad = 0.0
+        loss = sum((yout - ygt) ** 2 for ygt, yout in zip(ys, ypred))
+        for p in n.parameters():
+            p.grad = 0.0
         loss.backward()
-        for p in n.parameters(): p.data += -0.1 * p.grad
+        for p in n.parameters():
+            p.data += -0.1 * p.grad
     # ----------------------------------------------------------------------------------------
     assert initial > 1.0  # a real problem to solve
     assert loss.data <= 0.1 * initial, (initial, loss.data)  # the loss of the 20th step: down by 90% or more
@@ -85,17 +96,20 @@ def test_seed_makes_the_same_model_and_other_seeds_do_not():
     assert first != other
 
 
+@pytest.mark.parametrize("pre_activation", [0.75, -0.75])
 @pytest.mark.parametrize("nonlin", ["tanh", "relu", "sigmoid", None])
-def test_a_neuron_computes_nonlin_of_w_dot_x_plus_b_and_its_gradients(nonlin):
+def test_a_neuron_computes_nonlin_of_w_dot_x_plus_b_and_its_gradients(nonlin, pre_activation):
     minigrad_nn.seed(3)
     neuron = Neuron(4, nonlin)
-    neuron.b.data = 0.25
     x = [Value(v) for v in (0.5, -1.5, 2.0, 0.1)]
+    # the bias puts w.x + b at pre_activation: relu is on (0.75) or off (-0.75), and each is tested
+    bias = pre_activation - sum(w.data * v.data for w, v in zip(neuron.w, x))
+    neuron.b.data = bias
     out = neuron(x)
     out.backward()
 
     w = torch.tensor([p.data for p in neuron.w], dtype=torch.float64, requires_grad=True)
-    b = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(bias, dtype=torch.float64, requires_grad=True)
     tx = torch.tensor([v.data for v in x], dtype=torch.float64, requires_grad=True)
     z = (w * tx).sum() + b
     expected = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, None: lambda t: t}[nonlin](z)
@@ -104,6 +118,9 @@ def test_a_neuron_computes_nonlin_of_w_dot_x_plus_b_and_its_gradients(nonlin):
     assert [p.grad for p in neuron.w] == pytest.approx(w.grad.tolist(), rel=1e-13, abs=1e-15)
     assert neuron.b.grad == pytest.approx(b.grad.item(), rel=1e-13, abs=1e-15)
     assert [v.grad for v in x] == pytest.approx(tx.grad.tolist(), rel=1e-13, abs=1e-15)
+    # an active neuron passes a gradient to every weight (x has no zero), an off relu to none
+    relu_off = nonlin == "relu" and pre_activation < 0
+    assert all((p.grad == 0.0) == relu_off for p in neuron.w), [p.grad for p in neuron.w]
 
 
 def test_a_layer_of_one_neuron_returns_a_value_and_wider_layers_a_list():
@@ -133,11 +150,14 @@ def test_each_neuron_is_two_nodes_thanks_to_the_fused_weighted_sum():
     assert out._op == "Σwx+b"
 
 
-@pytest.mark.parametrize("make, call, expected", [
-    (lambda: Neuron(3), lambda m: m([1.0, 2.0]), "Neuron(nin=3) expects 3 input(s), got 2"),
-    (lambda: Layer(3, 2), lambda m: m([1.0, 2.0, 3.0, 4.0]), "Layer(nin=3, nout=2) expects 3 input(s), got 4"),
-    (lambda: MLP(3, [4, 1]), lambda m: m([1.0]), "expects 3 input(s), got 1"),
-])
+@pytest.mark.parametrize(
+    "make, call, expected",
+    [
+        (lambda: Neuron(3), lambda m: m([1.0, 2.0]), "Neuron(nin=3) expects 3 input(s), got 2"),
+        (lambda: Layer(3, 2), lambda m: m([1.0, 2.0, 3.0, 4.0]), "Layer(nin=3, nout=2) expects 3 input(s), got 4"),
+        (lambda: MLP(3, [4, 1]), lambda m: m([1.0]), "expects 3 input(s), got 1"),
+    ],
+)
 def test_the_wrong_number_of_inputs_is_an_error_naming_both_sizes(make, call, expected):
     model = make()
     with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
@@ -155,8 +175,15 @@ def test_nonlin_may_be_any_registered_one_input_op():
     class Square:
         @hookimpl
         def minigrad_register_ops(self, register):
-            register(OpSpec(name="square", arity=1, forward=lambda x: x * x,
-                            derivative=lambda x, out: (2 * x,), np_forward=lambda x: x * x))
+            register(
+                OpSpec(
+                    name="square",
+                    arity=1,
+                    forward=lambda x: x * x,
+                    derivative=lambda x, out: (2 * x,),
+                    np_forward=lambda x: x * x,
+                )
+            )
 
     with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, Square())):
         neuron = Neuron(2, "square")
@@ -173,12 +200,13 @@ def test_micrograds_boolean_nonlin_gets_a_hint():
 
 
 def test_an_unknown_nonlin_lists_the_known_ops():
-    with pytest.raises(UnknownOpError, match="unknown op 'swish'.*known ops:.*relu.*tanh"):
+    with pytest.raises(UnknownOpError, match=r"unknown op 'swish'.*known ops:.*relu.*tanh"):
         MLP(2, [3, 1], nonlin="swish")
 
 
-@pytest.mark.parametrize("name, why", [("add", "takes 2 inputs"), ("pow", "needs the parameter"),
-                                       ("weighted_sum", "any number of")])
+@pytest.mark.parametrize(
+    "name, why", [("add", "takes 2 inputs"), ("pow", "needs the parameter"), ("weighted_sum", "any number of")]
+)
 def test_a_nonlin_must_be_a_one_input_op_without_required_parameters(name, why):
     with pytest.raises(ValueError, match=f"nonlin '{name}'.*{why}"):
         Neuron(2, name)
@@ -212,7 +240,7 @@ def test_zero_grad_clears_every_parameter():
 def test_neurons_need_the_nn_plugins_op_and_say_where_it_comes_from():
     model = MLP(2, [1], nonlin=None)
     with using(Registry.from_plugins(minigrad_ops)):
-        with pytest.raises(LookupError, match="'weighted_sum' is not registered.*nn plugin.*MINIGRAD_PLUGINS"):
+        with pytest.raises(LookupError, match=r"'weighted_sum' is not registered.*nn plugin.*MINIGRAD_PLUGINS"):
             model([1.0, 2.0])
 
 
@@ -244,6 +272,7 @@ def test_the_second_derivative_flows_through_a_neuron():
 
 # -- the fused op itself ------------------------------------------------------------------------
 
+
 def test_weighted_sum_is_registered_by_the_nn_plugin_with_its_metadata(nn_registry):
     spec = nn_registry.ops["weighted_sum"]
     assert spec.plugin == "minigrad_nn.plugin" and spec.arity is None
@@ -262,44 +291,57 @@ def test_weighted_sum_refuses_an_even_number_of_inputs():
 finite = st.floats(-10, 10, allow_nan=False)
 
 
+def torch_weighted_sum(tensors):
+    """w . x + b in PyTorch's own words (a dot product), not the fused op's forward rule:
+    WEIGHTED_SUM.torch *is* that rule, so it cannot be the oracle for the values."""
+    n = len(tensors) // 2
+    ws, xs, b = tensors[:n], tensors[n : 2 * n], tensors[-1]
+    if n == 0:
+        return b * 1.0
+    return torch.dot(torch.stack(ws), torch.stack(xs)) + b
+
+
 @given(st.integers(0, 6).flatmap(lambda n: st.lists(finite, min_size=2 * n + 1, max_size=2 * n + 1)))
 def test_weighted_sum_and_its_gradients_match_torch(inputs):
     values = [Value(v) for v in inputs]
     out = ops.weighted_sum(*values)
     out.backward()
     tensors = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]
-    expected = WEIGHTED_SUM.torch(*tensors)
+    expected = torch_weighted_sum(tensors)
     expected.backward()
     assert out.data == pytest.approx(expected.item(), rel=1e-12, abs=1e-12)
     assert [v.grad for v in values] == pytest.approx([t.grad.item() for t in tensors], rel=1e-12, abs=1e-12)
 
 
 @given(st.integers(0, 5).flatmap(lambda n: st.lists(finite, min_size=2 * n + 1, max_size=2 * n + 1)))
-def test_weighted_sum_rules_on_a_batch_match_torch_per_example(inputs):
-    """The one rule, run on arrays (three examples at once), against PyTorch's autograd."""
-    import torch
-
+def test_weighted_sum_rules_on_a_batch_match_torch_on_the_batch(inputs):
+    """The one rule, run on arrays (three examples at once) as batched replay runs it, against
+    PyTorch's autograd of a batched dot product: a different computation, so a wrong rule shows."""
     n = len(inputs) // 2
     batch = [np.array([v, 2 * v - 1, -v]) for v in inputs]
     out = WEIGHTED_SUM.forward(*batch)
     partials = local_derivatives(WEIGHTED_SUM, batch, out)
-    for k in range(3):
-        tensors = [torch.tensor(float(b[k]), dtype=torch.float64, requires_grad=True) for b in batch]
-        expected = WEIGHTED_SUM.torch(*tensors)
-        expected.backward()
-        assert out[k] == pytest.approx(expected.item(), rel=1e-12, abs=1e-12)
-        got = [float(np.broadcast_to(p, (3,))[k]) for p in partials]
-        assert got == pytest.approx([t.grad.item() for t in tensors], rel=1e-12, abs=1e-12)
+
+    columns = torch.tensor(np.stack(batch, axis=1), dtype=torch.float64, requires_grad=True)  # (3, 2n + 1)
+    expected = (columns[:, :n] * columns[:, n : 2 * n]).sum(dim=1) + columns[:, -1]
+    (gradient,) = torch.autograd.grad(expected.sum(), [columns])
+    assert list(out) == pytest.approx(expected.tolist(), rel=1e-12, abs=1e-12)
+    assert len(partials) == 2 * n + 1
+    for i, partial in enumerate(partials):
+        assert list(np.broadcast_to(partial, (3,))) == pytest.approx(gradient[:, i].tolist(), rel=1e-12, abs=1e-12)
     # a weight or the bias may be one number shared by the whole batch
-    shared = [*inputs[:n]] + batch[n:2 * n] + [inputs[-1]]
-    first = np.broadcast_to(WEIGHTED_SUM.forward(*shared), (3,))[0]
-    assert first == pytest.approx(WEIGHTED_SUM.forward(*inputs), rel=1e-12, abs=1e-12)
+    shared = [*inputs[:n], *batch[n : 2 * n], inputs[-1]]
+    shared_out = np.broadcast_to(WEIGHTED_SUM.forward(*shared), (3,))
+    w = torch.tensor(inputs[:n], dtype=torch.float64)
+    xs = torch.tensor(np.stack(batch[n : 2 * n], axis=1) if n else np.zeros((3, 0)), dtype=torch.float64)
+    assert list(shared_out) == pytest.approx((xs @ w + inputs[-1]).tolist(), rel=1e-12, abs=1e-12)
 
 
 def test_an_op_with_a_parameter_works_as_a_nonlinearity_everywhere():
     """leaky_relu (from the extras plugin) has a parameter, slope, with a default: neurons,
     the numpy predictor and the PyTorch bridge all apply it with that default."""
-    extras = pytest.importorskip("minigrad_extras")
+    import minigrad_extras as extras  # a test dependency: if it is broken, this test must fail, not skip
+
     with using(Registry.from_plugins(minigrad_ops, minigrad_nn.plugin, extras)):
         minigrad_nn.seed(3)
         model = minigrad_nn.MLP(2, [4, 1], nonlin="leaky_relu", out_nonlin=None)
@@ -315,6 +357,14 @@ def test_an_op_with_a_parameter_works_as_a_nonlinearity_everywhere():
         assert [o.data for o in outputs] == pytest.approx(torch_out.tolist(), rel=1e-12)
         assert list(minigrad_nn.predict_numpy(model, X)[:, 0]) == pytest.approx([o.data for o in outputs], rel=1e-12)
         assert loss.data == pytest.approx(torch_loss.item(), rel=1e-12)
-        ours = sorted(abs(p.grad) for p in model.parameters())
-        theirs = sorted(float(g) for p in torch_model.parameters() for g in p.grad.abs().reshape(-1))
-        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-15)
+        # parameter by parameter, in model.parameters() order: per neuron its weights, then its bias
+        theirs = [
+            float(g)
+            for linear in torch_model.linears
+            for row, bias in zip(linear.weight.grad, linear.bias.grad)
+            for g in (*row, bias)
+        ]
+        assert [p.grad for p in model.parameters()] == pytest.approx(theirs, rel=1e-10, abs=1e-15)
+        # both sides of leaky_relu's kink are used, so the slope matters to the gradients
+        hidden = [node.data for node in topological_order(loss) if node._op.startswith("leaky_relu")]
+        assert min(hidden) < 0 < max(hidden)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from minigrad_core import Domain, OpSpec, hookimpl, ops
+from minigrad_core import Domain, OpSpec, Value, hookimpl, ops
 
 from .elementary import ELEMENTARY_OPS
 
@@ -32,6 +32,7 @@ TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 # -- forward rules that need care --------------------------------------------------------------
+
 
 def softplus(x):
     """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): e^-|x| <= 1, so nothing overflows."""
@@ -49,6 +50,15 @@ def leaky_relu(x, slope):
 
 
 # -- derivative rules (numbers or Values alike) -----------------------------------------------
+
+
+def hypot_derivative(a, b, out):
+    # At the origin (out = 0) the cone has no slope: nan for both, as PyTorch gives
+    # (a / out would raise 0 / 0 there, in the backward pass of a forward that worked).
+    if (out.data if isinstance(out, Value) else out) == 0:
+        return (math.nan, math.nan)
+    return (a / out, b / out)
+
 
 def gelu_derivative(x, out):
     normal_cdf = 0.5 * (1 + ops.erf(x * INV_SQRT_2))
@@ -70,11 +80,17 @@ def np_gelu_derivative(x, out):
     return (0.5 * _erfc_array(-x * INV_SQRT_2) + x * INV_SQRT_2PI * np.exp(-0.5 * x * x),)
 
 
+def np_hypot_derivative(a, b, out):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a / out, b / out)  # 0 / 0 is nan at the origin, as the scalar rule
+
+
 def np_sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
 # -- torch equivalents (imported only when a test asks for them) ----------------------------------
+
 
 def torch_softplus(x):
     import torch.nn.functional as F
@@ -102,23 +118,34 @@ def torch_hypot(a, b):
 
 OPS = [
     OpSpec(
-        name="sin", arity=1, formula="sin(x)", derivative_formula=("cos(x)",),
+        name="sin",
+        arity=1,
+        formula="sin(x)",
+        derivative_formula=("cos(x)",),
         forward=math.sin,
         derivative=lambda x, out: (ops.cos(x),),
         torch=lambda x: x.sin(),
-        np_forward=np.sin, np_derivative=lambda x, out: (np.cos(x),),
+        np_forward=np.sin,
+        np_derivative=lambda x, out: (np.cos(x),),
         doc="sine of x (radians)",
     ),
     OpSpec(
-        name="cos", arity=1, formula="cos(x)", derivative_formula=("-sin(x)",),
+        name="cos",
+        arity=1,
+        formula="cos(x)",
+        derivative_formula=("-sin(x)",),
         forward=math.cos,
         derivative=lambda x, out: (-ops.sin(x),),
         torch=lambda x: x.cos(),
-        np_forward=np.cos, np_derivative=lambda x, out: (-np.sin(x),),
+        np_forward=np.cos,
+        np_derivative=lambda x, out: (-np.sin(x),),
         doc="cosine of x (radians)",
     ),
     OpSpec(
-        name="erf", arity=1, formula="erf(x)", derivative_formula=("2/sqrt(pi) * exp(-x**2)",),
+        name="erf",
+        arity=1,
+        formula="erf(x)",
+        derivative_formula=("2/sqrt(pi) * exp(-x**2)",),
         forward=math.erf,
         derivative=lambda x, out: (TWO_OVER_SQRT_PI * ops.exp(-x * x),),
         torch=lambda x: x.erf(),
@@ -127,7 +154,10 @@ OPS = [
         doc="the error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x",
     ),
     OpSpec(
-        name="softplus", arity=1, formula="log(1 + exp(x))", derivative_formula=("sigmoid(x)",),
+        name="softplus",
+        arity=1,
+        formula="log(1 + exp(x))",
+        derivative_formula=("sigmoid(x)",),
         forward=softplus,
         derivative=lambda x, out: (ops.sigmoid(x),),
         torch=torch_softplus,
@@ -136,15 +166,21 @@ OPS = [
         doc="a smooth relu: log(1 + e^x), computed without overflow for any x",
     ),
     OpSpec(
-        name="gelu", arity=1, formula="x * Phi(x)", derivative_formula=("Phi(x) + x * phi(x)",),
+        name="gelu",
+        arity=1,
+        formula="x * Phi(x)",
+        derivative_formula=("Phi(x) + x * phi(x)",),
         forward=gelu,
         derivative=gelu_derivative,
         torch=torch_gelu,
-        np_forward=np_gelu, np_derivative=np_gelu_derivative,
+        np_forward=np_gelu,
+        np_derivative=np_gelu_derivative,
         doc="Gaussian error linear unit, exact form: x times the standard normal CDF Phi(x)",
     ),
     OpSpec(
-        name="leaky_relu", arity=1, formula="x if x > 0 else slope * x",
+        name="leaky_relu",
+        arity=1,
+        formula="x if x > 0 else slope * x",
         derivative_formula=("1 if x > 0 else slope",),
         params={"slope": 0.01},
         forward=leaky_relu,
@@ -156,15 +192,18 @@ OPS = [
         doc="relu with a small slope for negative inputs: x.leaky_relu(0.1)",
     ),
     OpSpec(
-        name="hypot", arity=2, formula="sqrt(a**2 + b**2)", derivative_formula=("a / out", "b / out"),
+        name="hypot",
+        arity=2,
+        formula="sqrt(a**2 + b**2)",
+        derivative_formula=("a / out", "b / out"),
         forward=math.hypot,
-        derivative=lambda a, b, out: (a / out, b / out),
+        derivative=hypot_derivative,
         methods=("hypot",),
         # Not differentiable at the origin (the tip of a cone): checks keep both inputs off 0.
-        domain=Domain(kinks=((0.0,), (0.0,)), where=lambda a, b: a != 0 or b != 0,
-                      description="a and b not both 0"),
+        domain=Domain(kinks=((0.0,), (0.0,)), where=lambda a, b: a != 0 or b != 0, description="a and b not both 0"),
         torch=torch_hypot,
-        np_forward=np.hypot, np_derivative=lambda a, b, out: (a / out, b / out),
+        np_forward=np.hypot,
+        np_derivative=np_hypot_derivative,
         doc="the length sqrt(a**2 + b**2) of the vector (a, b): a.hypot(b)",
     ),
 ]

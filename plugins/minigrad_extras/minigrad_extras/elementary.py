@@ -64,6 +64,7 @@ def _pole_sign(x) -> str:
 
 # -- forward rules on floats ------------------------------------------------------------------
 
+
 def tan(x):
     if math.isinf(x):
         raise OpDomainError("tan", (x,), "a finite x", "the tangent of an infinite angle is undefined")
@@ -86,15 +87,13 @@ def cosh(x):
 
 def arcsin(x):
     if not -1.0 <= x <= 1.0 and not _isnan(x):
-        raise OpDomainError("arcsin", (x,), "-1 <= x <= 1",
-                            "|x| > 1: no angle has a sine outside [-1, 1]")
+        raise OpDomainError("arcsin", (x,), "-1 <= x <= 1", "|x| > 1: no angle has a sine outside [-1, 1]")
     return math.asin(x)
 
 
 def arccos(x):
     if not -1.0 <= x <= 1.0 and not _isnan(x):
-        raise OpDomainError("arccos", (x,), "-1 <= x <= 1",
-                            "|x| > 1: no angle has a cosine outside [-1, 1]")
+        raise OpDomainError("arccos", (x,), "-1 <= x <= 1", "|x| > 1: no angle has a cosine outside [-1, 1]")
     return math.acos(x)
 
 
@@ -106,11 +105,11 @@ def arccosh(x):
 
 def arctanh(x):
     if abs(x) == 1.0:
-        raise OpDomainError("arctanh", (x,), "-1 < x < 1",
-                            f"arctanh({x!r}) is {_pole_sign(x)}: a pole, like log(0)")
+        raise OpDomainError("arctanh", (x,), "-1 < x < 1", f"arctanh({x!r}) is {_pole_sign(x)}: a pole, like log(0)")
     if abs(x) > 1.0:
-        raise OpDomainError("arctanh", (x,), "-1 < x < 1",
-                            "|x| > 1: tanh is always between -1 and 1, so there is no real arctanh")
+        raise OpDomainError(
+            "arctanh", (x,), "-1 < x < 1", "|x| > 1: tanh is always between -1 and 1, so there is no real arctanh"
+        )
     return math.atanh(x)
 
 
@@ -147,7 +146,7 @@ log10 = _logarithm("log10", math.log10)
 
 def exp2(x):
     try:
-        return 2.0 ** x
+        return 2.0**x
     except OverflowError:
         return INF  # as PyTorch: exp2(2000.) is inf
 
@@ -178,12 +177,13 @@ def clamp(x, low, high):
 
 # -- derivative rules (numbers, Values or numpy arrays alike) -------------------------------
 
+
 def _rsqrt(u):
     """u ** -0.5. Python refuses ``0.0 ** -0.5``; on a plain number 0 gives inf, the value
     PyTorch gives (its rsqrt); Values (a pow node) and arrays take the arithmetic as is."""
     if isinstance(u, (int, float)) and u == 0:
         return INF
-    return u ** -0.5
+    return u**-0.5
 
 
 def arcsin_derivative(x, out):
@@ -220,6 +220,7 @@ def clamp_derivative(x, out, low, high):
 
 # -- numpy forward rules (batched evaluation) ---------------------------------------------------
 
+
 def _np_checked(name, function, inside, expected, reason):
     """``function`` on arrays, refusing (as the scalar rule does) any value that is not
     ``inside`` the domain; nan passes through."""
@@ -229,8 +230,9 @@ def _np_checked(name, function, inside, expected, reason):
         outside = ~inside(x) & ~np.isnan(x)
         if np.any(outside):
             first = float(x[outside].flat[0])
-            raise OpDomainError(name, (first,), expected,
-                                f"{reason}; {int(outside.sum())} of the {x.size} value(s) are outside")
+            raise OpDomainError(
+                name, (first,), expected, f"{reason}; {int(outside.sum())} of the {x.size} value(s) are outside"
+            )
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             return function(x)
 
@@ -271,7 +273,10 @@ def np_clamp(x, low, high):
 
 ELEMENTARY_OPS = [
     OpSpec(
-        name="tan", arity=1, formula="tan(x)", derivative_formula=("1 + tan(x)**2",),
+        name="tan",
+        arity=1,
+        formula="tan(x)",
+        derivative_formula=("1 + tan(x)**2",),
         forward=tan,
         derivative=lambda x, out: (1 + out * out,),
         domain=Domain(kinks=(TAN_POLES,), description="x not an odd multiple of pi/2 (the poles of tan)"),
@@ -280,7 +285,10 @@ ELEMENTARY_OPS = [
         doc="tangent of x (radians)",
     ),
     OpSpec(
-        name="sinh", arity=1, formula="sinh(x)", derivative_formula=("cosh(x)",),
+        name="sinh",
+        arity=1,
+        formula="sinh(x)",
+        derivative_formula=("cosh(x)",),
         forward=sinh,
         derivative=lambda x, out: (ops.cosh(x),),
         torch=lambda x: x.sinh(),
@@ -288,7 +296,10 @@ ELEMENTARY_OPS = [
         doc="hyperbolic sine, (e^x - e^-x) / 2; ±inf past about |x| = 710",
     ),
     OpSpec(
-        name="cosh", arity=1, formula="cosh(x)", derivative_formula=("sinh(x)",),
+        name="cosh",
+        arity=1,
+        formula="cosh(x)",
+        derivative_formula=("sinh(x)",),
         forward=cosh,
         derivative=lambda x, out: (ops.sinh(x),),
         torch=lambda x: x.cosh(),
@@ -296,7 +307,10 @@ ELEMENTARY_OPS = [
         doc="hyperbolic cosine, (e^x + e^-x) / 2; inf past about |x| = 710",
     ),
     OpSpec(
-        name="arcsin", arity=1, formula="arcsin(x)", derivative_formula=("1 / sqrt(1 - x**2)",),
+        name="arcsin",
+        arity=1,
+        formula="arcsin(x)",
+        derivative_formula=("1 / sqrt(1 - x**2)",),
         forward=arcsin,
         derivative=arcsin_derivative,
         domain=Domain(bounds=((-1.0, 1.0),), description="-1 <= x <= 1 (differentiable for -1 < x < 1)"),
@@ -305,7 +319,10 @@ ELEMENTARY_OPS = [
         doc="inverse sine, in [-pi/2, pi/2]; its derivative is +inf at x = ±1",
     ),
     OpSpec(
-        name="arccos", arity=1, formula="arccos(x)", derivative_formula=("-1 / sqrt(1 - x**2)",),
+        name="arccos",
+        arity=1,
+        formula="arccos(x)",
+        derivative_formula=("-1 / sqrt(1 - x**2)",),
         forward=arccos,
         derivative=arccos_derivative,
         domain=Domain(bounds=((-1.0, 1.0),), description="-1 <= x <= 1 (differentiable for -1 < x < 1)"),
@@ -314,7 +331,10 @@ ELEMENTARY_OPS = [
         doc="inverse cosine, in [0, pi]; its derivative is -inf at x = ±1",
     ),
     OpSpec(
-        name="arctan", arity=1, formula="arctan(x)", derivative_formula=("1 / (1 + x**2)",),
+        name="arctan",
+        arity=1,
+        formula="arctan(x)",
+        derivative_formula=("1 / (1 + x**2)",),
         forward=math.atan,
         derivative=lambda x, out: (1 / (1 + x * x),),
         torch=lambda x: x.arctan(),
@@ -322,7 +342,10 @@ ELEMENTARY_OPS = [
         doc="inverse tangent, in (-pi/2, pi/2)",
     ),
     OpSpec(
-        name="arcsinh", arity=1, formula="arcsinh(x)", derivative_formula=("1 / sqrt(x**2 + 1)",),
+        name="arcsinh",
+        arity=1,
+        formula="arcsinh(x)",
+        derivative_formula=("1 / sqrt(x**2 + 1)",),
         forward=math.asinh,
         derivative=lambda x, out: ((x * x + 1) ** -0.5,),
         torch=lambda x: x.arcsinh(),
@@ -330,7 +353,10 @@ ELEMENTARY_OPS = [
         doc="inverse hyperbolic sine, log(x + sqrt(x**2 + 1))",
     ),
     OpSpec(
-        name="arccosh", arity=1, formula="arccosh(x)", derivative_formula=("1 / sqrt(x**2 - 1)",),
+        name="arccosh",
+        arity=1,
+        formula="arccosh(x)",
+        derivative_formula=("1 / sqrt(x**2 - 1)",),
         forward=arccosh,
         derivative=arccosh_derivative,
         domain=Domain(bounds=((1.0, INF),), description="x >= 1 (differentiable for x > 1)"),
@@ -339,7 +365,10 @@ ELEMENTARY_OPS = [
         doc="inverse hyperbolic cosine, log(x + sqrt(x**2 - 1)) >= 0; its derivative is +inf at x = 1",
     ),
     OpSpec(
-        name="arctanh", arity=1, formula="arctanh(x)", derivative_formula=("1 / (1 - x**2)",),
+        name="arctanh",
+        arity=1,
+        formula="arctanh(x)",
+        derivative_formula=("1 / (1 - x**2)",),
         forward=arctanh,
         derivative=lambda x, out: (1 / ((1 - x) * (1 + x)),),
         domain=Domain(bounds=((-1.0, 1.0),), description="-1 < x < 1"),
@@ -348,21 +377,30 @@ ELEMENTARY_OPS = [
         doc="inverse hyperbolic tangent, log((1 + x) / (1 - x)) / 2; x = ±1 (poles) raise, as log(0) does",
     ),
     OpSpec(
-        name="arctan2", arity=2, formula="atan2(y, x)", derivative_formula=("x / (x**2 + y**2)", "-y / (x**2 + y**2)"),
+        name="arctan2",
+        arity=2,
+        formula="atan2(y, x)",
+        derivative_formula=("x / (x**2 + y**2)", "-y / (x**2 + y**2)"),
         inputs=("y", "x"),
         forward=math.atan2,
         derivative=arctan2_derivative,
         methods=("arctan2",),
         # Not differentiable on the cut y = 0, x < 0 (the angle jumps from pi to -pi) nor at the
         # origin (where it is 0, and PyTorch's gradient is 0): checks keep y away from 0.
-        domain=Domain(kinks=((0.0,), ()), where=lambda y, x: y != 0 or x > 0,
-                      description="any y, x (differentiable except where y = 0 and x <= 0)"),
+        domain=Domain(
+            kinks=((0.0,), ()),
+            where=lambda y, x: y != 0 or x > 0,
+            description="any y, x (differentiable except where y = 0 and x <= 0)",
+        ),
         torch=lambda y, x: y.arctan2(x),
         np_forward=np.arctan2,
         doc="the angle of the point (x, y) in (-pi, pi], y first as in atan2: y.arctan2(x)",
     ),
     OpSpec(
-        name="log1p", arity=1, formula="log(1 + x)", derivative_formula=("1 / (1 + x)",),
+        name="log1p",
+        arity=1,
+        formula="log(1 + x)",
+        derivative_formula=("1 / (1 + x)",),
         forward=log1p,
         derivative=lambda x, out: (1 / (1 + x),),
         domain=Domain(bounds=((-1.0, INF),), description="x > -1"),
@@ -371,7 +409,10 @@ ELEMENTARY_OPS = [
         doc="log(1 + x), accurate for x near 0",
     ),
     OpSpec(
-        name="expm1", arity=1, formula="exp(x) - 1", derivative_formula=("exp(x)",),
+        name="expm1",
+        arity=1,
+        formula="exp(x) - 1",
+        derivative_formula=("exp(x)",),
         forward=expm1,
         derivative=lambda x, out: (ops.exp(x),),  # not out + 1, which loses e^x for x << 0
         torch=lambda x: x.expm1(),
@@ -379,7 +420,10 @@ ELEMENTARY_OPS = [
         doc="e^x - 1, accurate for x near 0; inf past about x = 710",
     ),
     OpSpec(
-        name="log2", arity=1, formula="log2(x)", derivative_formula=("1 / (x * log(2))",),
+        name="log2",
+        arity=1,
+        formula="log2(x)",
+        derivative_formula=("1 / (x * log(2))",),
         forward=log2,
         derivative=lambda x, out: (1 / (x * LN2),),
         domain=Domain(bounds=((0.0, INF),), description="x > 0"),
@@ -388,7 +432,10 @@ ELEMENTARY_OPS = [
         doc="base-2 logarithm",
     ),
     OpSpec(
-        name="log10", arity=1, formula="log10(x)", derivative_formula=("1 / (x * log(10))",),
+        name="log10",
+        arity=1,
+        formula="log10(x)",
+        derivative_formula=("1 / (x * log(10))",),
         forward=log10,
         derivative=lambda x, out: (1 / (x * LN10),),
         domain=Domain(bounds=((0.0, INF),), description="x > 0"),
@@ -397,7 +444,10 @@ ELEMENTARY_OPS = [
         doc="base-10 logarithm",
     ),
     OpSpec(
-        name="exp2", arity=1, formula="2 ** x", derivative_formula=("2**x * log(2)",),
+        name="exp2",
+        arity=1,
+        formula="2 ** x",
+        derivative_formula=("2**x * log(2)",),
         forward=exp2,
         derivative=lambda x, out: (out * LN2,),
         torch=lambda x: x.exp2(),
@@ -405,7 +455,9 @@ ELEMENTARY_OPS = [
         doc="2 to the power x; inf past x = 1024",
     ),
     OpSpec(
-        name="sign", arity=1, formula="1 if x > 0, -1 if x < 0, 0 if x == 0",
+        name="sign",
+        arity=1,
+        formula="1 if x > 0, -1 if x < 0, 0 if x == 0",
         derivative_formula=("0 (also at x = 0, as PyTorch)",),
         forward=sign,
         derivative=lambda x, out: (0.0,),
@@ -415,44 +467,56 @@ ELEMENTARY_OPS = [
         doc="the sign of x: -1.0, 0.0 or 1.0 (nan stays nan); its gradient is 0, as in PyTorch",
     ),
     OpSpec(
-        name="maximum", arity=2, formula="max(a, b)",
+        name="maximum",
+        arity=2,
+        formula="max(a, b)",
         derivative_formula=("1 if a > b, 0.5 if a == b, else 0", "1 if b > a, 0.5 if a == b, else 0"),
         forward=maximum,
         derivative=maximum_derivative,
         methods=("maximum",),
-        domain=Domain(where=_apart,
-                      description="any a, b (not differentiable where a == b, where each gets 0.5, as in "
-                                  "PyTorch; checks keep a and b apart)"),
+        domain=Domain(
+            where=_apart,
+            description="any a, b (not differentiable where a == b, where each gets 0.5, as in "
+            "PyTorch; checks keep a and b apart)",
+        ),
         torch=lambda a, b: a.maximum(b),
         np_forward=np.maximum,
         doc="the larger of a and b (nan if either is nan): a.maximum(b)",
     ),
     OpSpec(
-        name="minimum", arity=2, formula="min(a, b)",
+        name="minimum",
+        arity=2,
+        formula="min(a, b)",
         derivative_formula=("1 if a < b, 0.5 if a == b, else 0", "1 if b < a, 0.5 if a == b, else 0"),
         forward=minimum,
         derivative=minimum_derivative,
         methods=("minimum",),
-        domain=Domain(where=_apart,
-                      description="any a, b (not differentiable where a == b, where each gets 0.5, as in "
-                                  "PyTorch; checks keep a and b apart)"),
+        domain=Domain(
+            where=_apart,
+            description="any a, b (not differentiable where a == b, where each gets 0.5, as in "
+            "PyTorch; checks keep a and b apart)",
+        ),
         torch=lambda a, b: a.minimum(b),
         np_forward=np.minimum,
         doc="the smaller of a and b (nan if either is nan): a.minimum(b)",
     ),
     OpSpec(
-        name="clamp", arity=1, formula="min(max(x, low), high)",
+        name="clamp",
+        arity=1,
+        formula="min(max(x, low), high)",
         derivative_formula=("1 if low <= x <= high else 0",),
         params={"low": -INF, "high": INF},
         forward=clamp,
         derivative=clamp_derivative,
-        domain=Domain(where=lambda x, low, high: _apart(x, low) and _apart(x, high),
-                      description="any real number (not differentiable at x = low and x = high, where the "
-                                  "gradient is 1, as in PyTorch; checks keep x away from them)",
-                      params={"low": (-INF, -1.0, 0.0), "high": (INF, 1.0, 2.5)}),
+        domain=Domain(
+            where=lambda x, low, high: _apart(x, low) and _apart(x, high),
+            description="any real number (not differentiable at x = low and x = high, where the "
+            "gradient is 1, as in PyTorch; checks keep x away from them)",
+            params={"low": (-INF, -1.0, 0.0), "high": (INF, 1.0, 2.5)},
+        ),
         torch=lambda x, low, high: x.clamp(low, high),
         np_forward=np_clamp,
         doc="x limited to [low, high] (defaults -inf and inf: no limit on that side): x.clamp(0.0, 1.0), "
-            "x.clamp(high=1.0); low > high gives high everywhere, as torch.clamp",
+        "x.clamp(high=1.0); low > high gives high everywhere, as torch.clamp",
     ),
 ]

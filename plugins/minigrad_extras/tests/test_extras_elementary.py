@@ -13,31 +13,57 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import minigrad_extras
 import minigrad_ops
 from minigrad_core import OpDomainError, Registry, Value, grad, ops, using
 from minigrad_extras.elementary import ELEMENTARY_OPS
+from minigrad_testing import check_op
 
-try:
-    from minigrad_testing import check_op
-except ImportError:
-    from minigrad_testing import check_op
-
-torch = pytest.importorskip("torch")
-
-NAMES = ("tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "arctan2",
-         "log1p", "expm1", "log2", "log10", "exp2", "sign", "maximum", "minimum", "clamp")
+NAMES = (
+    "tan",
+    "sinh",
+    "cosh",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "arctan2",
+    "log1p",
+    "expm1",
+    "log2",
+    "log10",
+    "exp2",
+    "sign",
+    "maximum",
+    "minimum",
+    "clamp",
+)
 
 # The PyTorch float64 reference for each op, written here (not read from the specs) so that a
 # wrong `torch=` in a spec cannot make these tests agree with themselves.
 REFERENCE = {
-    "tan": torch.tan, "sinh": torch.sinh, "cosh": torch.cosh,
-    "arcsin": torch.asin, "arccos": torch.acos, "arctan": torch.atan,
-    "arcsinh": torch.asinh, "arccosh": torch.acosh, "arctanh": torch.atanh,
-    "arctan2": torch.atan2, "log1p": torch.log1p, "expm1": torch.expm1,
-    "log2": torch.log2, "log10": torch.log10, "exp2": torch.exp2, "sign": torch.sign,
-    "maximum": torch.maximum, "minimum": torch.minimum,
+    "tan": torch.tan,
+    "sinh": torch.sinh,
+    "cosh": torch.cosh,
+    "arcsin": torch.asin,
+    "arccos": torch.acos,
+    "arctan": torch.atan,
+    "arcsinh": torch.asinh,
+    "arccosh": torch.acosh,
+    "arctanh": torch.atanh,
+    "arctan2": torch.atan2,
+    "log1p": torch.log1p,
+    "expm1": torch.expm1,
+    "log2": torch.log2,
+    "log10": torch.log10,
+    "exp2": torch.exp2,
+    "sign": torch.sign,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
     "clamp": lambda x, low=-math.inf, high=math.inf: torch.clamp(x, low, high),
 }
 
@@ -60,14 +86,27 @@ UNARY_POINTS = {
     "sign": (-3.0, -1e-300, 0.5, 5.0),
 }
 CASES = [pytest.param(name, (x,), {}, id=f"{name}({x})") for name, points in UNARY_POINTS.items() for x in points]
-CASES += [pytest.param("arctan2", p, {}, id=f"arctan2{p}")
-          for p in ((0.5, 1.0), (1.0, -0.5), (-1.0, -0.5), (-2.0, 3.0), (0.3, 1e-4), (-4.0, 0.0), (0.0, 2.0))]
-CASES += [pytest.param(name, p, {}, id=f"{name}{p}") for name in ("maximum", "minimum")
-          for p in ((1.0, 2.0), (2.0, 1.0), (-3.0, 0.5), (0.5, -3.0), (1e-3, -1e-3))]
-CASES += [pytest.param("clamp", (x,), params, id=f"clamp({x}, {params})")
-          for x, params in ((0.5, {"low": 0.0, "high": 1.0}), (-0.5, {"low": 0.0, "high": 1.0}),
-                            (1.5, {"low": 0.0, "high": 1.0}), (3.0, {}), (-2.0, {"low": -1.0}),
-                            (2.0, {"high": 1.5}), (0.7, {"low": -1.0, "high": 2.5}))]
+CASES += [
+    pytest.param("arctan2", p, {}, id=f"arctan2{p}")
+    for p in ((0.5, 1.0), (1.0, -0.5), (-1.0, -0.5), (-2.0, 3.0), (0.3, 1e-4), (-4.0, 0.0), (0.0, 2.0))
+]
+CASES += [
+    pytest.param(name, p, {}, id=f"{name}{p}")
+    for name in ("maximum", "minimum")
+    for p in ((1.0, 2.0), (2.0, 1.0), (-3.0, 0.5), (0.5, -3.0), (1e-3, -1e-3))
+]
+CASES += [
+    pytest.param("clamp", (x,), params, id=f"clamp({x}, {params})")
+    for x, params in (
+        (0.5, {"low": 0.0, "high": 1.0}),
+        (-0.5, {"low": 0.0, "high": 1.0}),
+        (1.5, {"low": 0.0, "high": 1.0}),
+        (3.0, {}),
+        (-2.0, {"low": -1.0}),
+        (2.0, {"high": 1.5}),
+        (0.7, {"low": -1.0, "high": 2.5}),
+    )
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,6 +161,7 @@ def function(name, params):
 
 # -- the package ----------------------------------------------------------------------------------
 
+
 def test_every_op_of_the_issue_is_registered_by_the_package(registry):
     assert tuple(spec.name for spec in ELEMENTARY_OPS) == NAMES
     provided = registry.plugins["minigrad_extras"].provides["ops"]
@@ -157,6 +197,7 @@ def test_each_spec_names_the_same_torch_function_as_the_reference(spec):
 
 
 # -- values and derivatives against PyTorch ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, point, params", CASES)
 def test_value_and_first_derivatives_match_torch(name, point, params):
@@ -204,11 +245,23 @@ def test_check_op_passes_at_second_order(name):
 # -- outside the domain ---------------------------------------------------------------------------------
 
 DOMAIN_ERRORS = [
-    ("arcsin", 1.5, "-1 <= x <= 1"), ("arcsin", -2.0, "-1 <= x <= 1"), ("arccos", 1.0000001, "-1 <= x <= 1"),
-    ("arccos", -3.0, "-1 <= x <= 1"), ("arccosh", 0.5, "x >= 1"), ("arccosh", -2.0, "x >= 1"),
-    ("arctanh", 1.0, "pole"), ("arctanh", -1.0, "pole"), ("arctanh", 2.0, "-1 < x < 1"),
-    ("log1p", -1.0, "-inf"), ("log1p", -3.0, "x > -1"), ("log2", 0.0, "-inf"), ("log2", -1.0, "negative"),
-    ("log10", 0.0, "-inf"), ("log10", -5.0, "negative"), ("tan", math.inf, "infinite"), ("tan", -math.inf, "infinite"),
+    ("arcsin", 1.5, "-1 <= x <= 1"),
+    ("arcsin", -2.0, "-1 <= x <= 1"),
+    ("arccos", 1.0000001, "-1 <= x <= 1"),
+    ("arccos", -3.0, "-1 <= x <= 1"),
+    ("arccosh", 0.5, "x >= 1"),
+    ("arccosh", -2.0, "x >= 1"),
+    ("arctanh", 1.0, "pole"),
+    ("arctanh", -1.0, "pole"),
+    ("arctanh", 2.0, "-1 < x < 1"),
+    ("log1p", -1.0, "-inf"),
+    ("log1p", -3.0, "x > -1"),
+    ("log2", 0.0, "-inf"),
+    ("log2", -1.0, "negative"),
+    ("log10", 0.0, "-inf"),
+    ("log10", -5.0, "negative"),
+    ("tan", math.inf, "infinite"),
+    ("tan", -math.inf, "infinite"),
 ]
 
 
@@ -225,18 +278,42 @@ def test_inputs_outside_the_domain_raise_an_error_naming_the_op_and_the_value(na
         assert says in message and info.value.reason and "math domain error" not in message
 
 
-@pytest.mark.parametrize("name, x", [("arcsin", 1.5), ("arccosh", 0.0), ("arctanh", -1.0), ("log1p", -2.0),
-                                     ("log2", 0.0), ("log10", -1.0), ("tan", math.inf)])
+@pytest.mark.parametrize(
+    "name, x",
+    [
+        ("arcsin", 1.5),
+        ("arccosh", 0.0),
+        ("arctanh", -1.0),
+        ("log1p", -2.0),
+        ("log2", 0.0),
+        ("log10", -1.0),
+        ("tan", math.inf),
+    ],
+)
 def test_the_numpy_forward_refuses_what_the_scalar_forward_refuses(registry, name, x):
     with pytest.raises(OpDomainError, match=name) as info:
         registry.ops[name].np_forward(np.array([0.5 if name != "arccosh" else 2.0, x, x]))
     assert info.value.inputs == (x,) and "2 of the 3" in str(info.value)
 
 
-@pytest.mark.parametrize("name, x", [("sinh", 1000.0), ("sinh", -1000.0), ("cosh", 1000.0), ("cosh", -1000.0),
-                                     ("expm1", 1000.0), ("expm1", -1000.0), ("exp2", 2000.0), ("exp2", -2000.0),
-                                     ("arctan", math.inf), ("arcsinh", -math.inf), ("arccosh", math.inf),
-                                     ("log2", math.inf), ("sign", -math.inf)])
+@pytest.mark.parametrize(
+    "name, x",
+    [
+        ("sinh", 1000.0),
+        ("sinh", -1000.0),
+        ("cosh", 1000.0),
+        ("cosh", -1000.0),
+        ("expm1", 1000.0),
+        ("expm1", -1000.0),
+        ("exp2", 2000.0),
+        ("exp2", -2000.0),
+        ("arctan", math.inf),
+        ("arcsinh", -math.inf),
+        ("arccosh", math.inf),
+        ("log2", math.inf),
+        ("sign", -math.inf),
+    ],
+)
 def test_overflow_and_infinite_inputs_give_what_torch_gives(name, x):
     assert getattr(ops, name)(x) == REFERENCE[name](torch.tensor(x, dtype=torch.float64)).item()
 
@@ -249,16 +326,30 @@ def test_nan_passes_through(name):
 # -- kinks, ties and the ends of a domain: PyTorch's conventions -----------------------------------------
 
 KINKS = [
-    ("sign", (0.0,), {}), ("sign", (-0.0,), {}),
-    ("maximum", (1.0, 1.0), {}), ("maximum", (0.0, 0.0), {}), ("maximum", (-2.5, -2.5), {}),
-    ("minimum", (1.0, 1.0), {}), ("minimum", (-0.0, 0.0), {}), ("minimum", (-2.5, -2.5), {}),
-    ("maximum", (math.nan, 1.0), {}), ("minimum", (1.0, math.nan), {}),
-    ("clamp", (0.0,), {"low": 0.0, "high": 1.0}), ("clamp", (1.0,), {"low": 0.0, "high": 1.0}),
-    ("clamp", (0.0,), {"low": 0.0}), ("clamp", (1.0,), {"high": 1.0}),
-    ("clamp", (1.5,), {"low": 2.0, "high": 1.0}), ("clamp", (2.0,), {"low": 2.0, "high": 1.0}),
+    ("sign", (0.0,), {}),
+    ("sign", (-0.0,), {}),
+    ("maximum", (1.0, 1.0), {}),
+    ("maximum", (0.0, 0.0), {}),
+    ("maximum", (-2.5, -2.5), {}),
+    ("minimum", (1.0, 1.0), {}),
+    ("minimum", (-0.0, 0.0), {}),
+    ("minimum", (-2.5, -2.5), {}),
+    ("maximum", (math.nan, 1.0), {}),
+    ("minimum", (1.0, math.nan), {}),
+    ("clamp", (0.0,), {"low": 0.0, "high": 1.0}),
+    ("clamp", (1.0,), {"low": 0.0, "high": 1.0}),
+    ("clamp", (0.0,), {"low": 0.0}),
+    ("clamp", (1.0,), {"high": 1.0}),
+    ("clamp", (1.5,), {"low": 2.0, "high": 1.0}),
+    ("clamp", (2.0,), {"low": 2.0, "high": 1.0}),
     ("clamp", (math.nan,), {"low": 0.0, "high": 1.0}),
-    ("arctan2", (0.0, 0.0), {}), ("arctan2", (0.0, -1.0), {}), ("arctan2", (-0.0, -1.0), {}),
-    ("arcsin", (1.0,), {}), ("arcsin", (-1.0,), {}), ("arccos", (1.0,), {}), ("arccos", (-1.0,), {}),
+    ("arctan2", (0.0, 0.0), {}),
+    ("arctan2", (0.0, -1.0), {}),
+    ("arctan2", (-0.0, -1.0), {}),
+    ("arcsin", (1.0,), {}),
+    ("arcsin", (-1.0,), {}),
+    ("arccos", (1.0,), {}),
+    ("arccos", (-1.0,), {}),
     ("arccosh", (1.0,), {}),
 ]
 
@@ -284,10 +375,15 @@ def test_the_conventions_spelled_out():
     assert grad(lambda x: x.arcsin())(1.0) == math.inf and grad(lambda x: x.arccos())(-1.0) == -math.inf
 
 
-@pytest.mark.parametrize("name, point, params", [
-    ("sign", (0.0,), {}), ("maximum", (1.0, 1.0), {}), ("minimum", (1.0, 1.0), {}),
-    ("clamp", (1.0,), {"low": 0.0, "high": 1.0}),
-])  # (arctan2's second derivatives at the origin do not exist: PyTorch gives nan, MiniGrad numbers)
+@pytest.mark.parametrize(
+    "name, point, params",
+    [
+        ("sign", (0.0,), {}),
+        ("maximum", (1.0, 1.0), {}),
+        ("minimum", (1.0, 1.0), {}),
+        ("clamp", (1.0,), {"low": 0.0, "high": 1.0}),
+    ],
+)  # (arctan2's second derivatives at the origin do not exist: PyTorch gives nan, MiniGrad numbers)
 def test_second_derivatives_at_kinks_match_torch(name, point, params):
     f = function(name, params)
     expected = torch_hessian(name, point, params)
@@ -319,10 +415,17 @@ def test_clamp_with_low_above_high_gives_high_as_torch():
 
 # -- numpy: batched forward, and the derivative rules on arrays -------------------------------------
 
+
 def _sample(spec, rng, size=32):
-    low, high = {"arcsin": (-0.99, 0.99), "arccos": (-0.99, 0.99), "arctanh": (-0.99, 0.99),
-                 "arccosh": (1.01, 20.0), "log1p": (-0.99, 20.0), "log2": (0.01, 20.0),
-                 "log10": (0.01, 20.0)}.get(spec.name, (-5.0, 5.0))
+    low, high = {
+        "arcsin": (-0.99, 0.99),
+        "arccos": (-0.99, 0.99),
+        "arctanh": (-0.99, 0.99),
+        "arccosh": (1.01, 20.0),
+        "log1p": (-0.99, 20.0),
+        "log2": (0.01, 20.0),
+        "log10": (0.01, 20.0),
+    }.get(spec.name, (-5.0, 5.0))
     return [rng.uniform(low, high, size) for _ in range(spec.arity)]
 
 
@@ -351,8 +454,10 @@ def test_derivative_rules_run_on_arrays_as_on_numbers(spec):
     try:
         partials = spec.derivative(*arrays, out, **params)
     except TypeError as error:
-        pytest.skip(f"the {spec.name} rule calls an op through ops, which does not take numpy arrays yet "
-                    f"({type(error).__name__})")
+        pytest.skip(
+            f"the {spec.name} rule calls an op through ops, which does not take numpy arrays yet "
+            f"({type(error).__name__})"
+        )
     for i, point in enumerate(zip(*arrays)):
         point = [float(x) for x in point]
         scalar = spec.derivative(*point, spec.forward(*point, **params), **params)
