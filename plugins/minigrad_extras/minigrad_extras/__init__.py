@@ -16,6 +16,7 @@ live in ``minigrad_extras.elementary``; this hook registers them with the rest.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 
 import numpy as np
@@ -24,7 +25,10 @@ from minigrad_core import Domain, OpSpec, Value, hookimpl, ops
 
 from .elementary import ELEMENTARY_OPS
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = importlib.metadata.version("minigrad-extras")
+except importlib.metadata.PackageNotFoundError:  # a source checkout, never installed
+    __version__ = "0+unknown"
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -10,6 +10,8 @@ training engines with MiniGrad (entry point ``replay`` in the group ``minigrad``
 (``LiftedRecorder``: weighted sums found in the graph run as matrix products).
 """
 
+import importlib.metadata
+
 from .replay import (
     BatchedRecorder,
     BatchedTape,
@@ -23,7 +25,10 @@ from .replay import (
     record_batch,
 )
 
-__version__ = "0.2.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = importlib.metadata.version("minigrad-replay")
+except importlib.metadata.PackageNotFoundError:  # a source checkout, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "record",
