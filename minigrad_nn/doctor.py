@@ -16,8 +16,9 @@ Each check looks at the graph at the start of every ``backward()`` (through the 
   although their values changed since (an update used it and nobody set it back to 0);
 - **no gradient at all**: some parameters of a model or optimizer are in this loss's graph
   and others of the same model are not (not connected to the loss);
-- **dead relu neurons**: at least a quarter of a layer's relu neurons output 0 on every
-  example of the batch (one dead neuron among many is harmless: the demo has one);
+- **dead relu neurons**: a relu neuron that outputs 0 on every example of the batch the
+  first time the checks see it, or at least a quarter of a layer's relu neurons dead (one
+  that dies while training, among many, is harmless: the demo's layers have one each);
 - **saturated tanh/sigmoid neurons**: a neuron within 0.01 of its limits on most examples;
 - **a rising loss**: the loss rose ``RISES`` passes in a row, by 10% or more in all.
 
@@ -86,12 +87,14 @@ class _State:
         self.losses: list[float] = []  # the root of each pass, most recent last
         self.modules: weakref.WeakSet = weakref.WeakSet()  # models whose parameters belong together
         self.optimizers: weakref.WeakSet = weakref.WeakSet()
+        self.neurons_seen: set[str] = set()  # relu neurons judged before (one dead from the start is a bug)
 
     def restart(self):
         self.findings.clear()
         self.reported.clear()
         self.previous = {}
         self.losses = []
+        self.neurons_seen = set()
 
 
 _state = _State()
@@ -284,7 +287,15 @@ def judge_neurons(neurons: Sequence[NeuronActivity]) -> None:
 
 def _judge_dead(layer: str, members: list[NeuronActivity]) -> None:
     dead = sorted((n for n in members if all(z <= 0 for z in n.pre)), key=lambda n: _reading_order(n.name))
-    if not dead or len(dead) < DEAD_SHARE * len(members):
+    born_dead = [n for n in dead if n.name not in _state.neurons_seen]
+    _state.neurons_seen.update(n.name for n in members)
+    subject = layer
+    if born_dead and len(dead) < DEAD_SHARE * len(members):
+        # Dead the first time the checks see it: it never learned anything (a bias set far
+        # below 0, inputs that are never positive ...). One that died while training, as one
+        # of the demo's 16 does, is harmless on its own; a quarter of a layer is not.
+        dead, subject = born_dead, ", ".join(n.name for n in born_dead)
+    elif not dead or len(dead) < DEAD_SHARE * len(members):
         return
     examples = len(dead[0].pre)
     worst = max(dead, key=lambda n: max(n.pre))
@@ -298,7 +309,7 @@ def _judge_dead(layer: str, members: list[NeuronActivity]) -> None:
         )
     _report(
         "dead relu",
-        layer,
+        subject,
         (
             f"{head}. Their input w·x + b is <= 0 on every example (at most {max(worst.pre):.3g}, {worst.name}), so "
             f"they pass no gradient back and their weights stop learning: a dead relu stays dead. Try a smaller "

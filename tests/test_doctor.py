@@ -132,8 +132,19 @@ def test_a_layer_with_dead_relus_is_named_neuron_by_neuron(checks):
     assert "leaky_relu" in finding.message
 
 
-def test_one_dead_relu_among_many_and_a_small_batch_stay_silent(checks):
+def test_one_relu_dead_from_the_start_is_named_even_among_many(checks):
     model = dead_model(dead=(3,), hidden=16)
+    sum(model(x) for x in POINTS).backward()
+    finding = only(checks, "dead relu")
+    assert finding.subject == "layer 0 neuron 3"
+    assert "1 of its 16 relu neurons output 0 on all 20 examples" in finding.message
+
+
+def test_one_relu_that_dies_while_training_among_many_and_a_small_batch_stay_silent(checks):
+    model = dead_model(dead=(), hidden=16)
+    sum(model(x) for x in POINTS).backward()  # every neuron alive: the checks have seen them all
+    model.layers[0].neurons[3].b.data = -100.0  # then one dies, as one of each demo layer does
+    model.zero_grad()
     sum(model(x) for x in POINTS).backward()
     small = dead_model()
     sum(small(x) for x in POINTS[:4]).backward()  # 4 examples say too little
