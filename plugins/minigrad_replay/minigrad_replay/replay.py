@@ -1801,8 +1801,12 @@ class BatchedRecorder:
                 pass
         self.tape = record(self.function, *args)
         self.recordings += 1
-        self._program = _LevelProgram(self.tape, lambda *fallback: self._fallbacks.append(fallback))
+        self._program = self._plan(self.tape, lambda *fallback: self._fallbacks.append(fallback))
         return self._run(args, backward)
+
+    def _plan(self, tape: Tape, note: Callable[..., None]) -> _LevelProgram | _LiftedEngineProgram:
+        """The array program for a recorded tape: every op's nodes at one depth as one array op."""
+        return _LevelProgram(tape, note)
 
     def _run(self, args, backward: bool):
         tape, program = self.tape, self._program
@@ -1914,20 +1918,12 @@ class LiftedRecorder(BatchedRecorder):
     when a comparison in ``f`` turns out otherwise; ``recordings`` counts.
     """
 
-    def _call(self, args, backward: bool):
-        if self.tape is not None:
-            try:
-                return self._run(args, backward)
-            except GraphChangedError:
-                pass
-        self.tape = record(self.function, *args)
-        self.recordings += 1
-        note = lambda *fallback: self._fallbacks.append(fallback)  # noqa: E731
+    def _plan(self, tape: Tape, note: Callable[..., None]) -> _LevelProgram | _LiftedEngineProgram:
+        """The weighted sums lifted to matrix products; a graph with none runs level by level."""
         try:
-            self._program = _LiftedEngineProgram(self.tape, note)
+            return _LiftedEngineProgram(tape, note)
         except CannotLift:
-            self._program = _LevelProgram(self.tape, note)
-        return self._run(args, backward)
+            return _LevelProgram(tape, note)
 
     def __repr__(self) -> str:
         return f"<LiftedRecorder of {_function_name(self.function)}: {self.recordings} recording(s)>"
