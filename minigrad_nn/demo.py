@@ -475,6 +475,8 @@ def _train(config: DemoConfig, progress, checkup: bool = False) -> TrainResult:
     optimizer = make_optimizer(config, model.parameters())
     schedule = optim.LinearSchedule(optimizer, config.start_lr, config.end_lr, config.steps)
     result = TrainResult(config, model, X, y, X_test=X_test, y_test=y_test)
+    if checkup:  # a first look before training: what is dead from the start is a finding of its own
+        doctor.examine(model, X)
     stepping = time.perf_counter()
     for step in range(config.steps):
         optimizer.zero_grad()

@@ -218,6 +218,15 @@ def test_the_demos_healthy_run_is_silent_with_every_check_watching_each_step():
     assert result.findings == []
 
 
+@pytest.mark.parametrize("engine", ["lifted", "replay"])
+def test_the_demos_healthy_run_is_silent_on_the_engines_that_examine_the_model_on_arrays(engine):
+    """Engines that never call backward() on Values are checked by examining the model before
+    and after training: a neuron that died while training is no finding on its own."""
+    result = train(DemoConfig(engine=engine), checks=True)
+    assert result.engine == engine and result.final_accuracy == 1.0
+    assert result.findings == []
+
+
 def test_the_demo_reports_what_the_checks_found():
     result = train(DemoConfig(loss="mse", engine="replay"), checks=True)  # a run with dead relu layers
     assert {f.check for f in result.findings} == {"dead relu"}
