@@ -599,7 +599,7 @@ def backward_steps(
             elif g._spec is None:
                 # a leaf passed through unchanged (x.grad would *be* y for x * y): give it a
                 # node of its own, so updating that leaf's data later cannot change this gradient
-                n.grad = g + 0.0
+                n.grad = g * 1.0  # (not g + 0.0, which would turn a -0.0 into +0.0; PyTorch keeps it)
 
 
 # Two threads walking graphs that share nodes would interleave their += on the shared
