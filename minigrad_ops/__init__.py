@@ -46,6 +46,12 @@ def power_of(x, exponent, op="pow"):
         return -math.inf if (x < 0 and odd) else math.inf
 
 
+def pow_forward(x, exponent):
+    if exponent == 0.5 and x == 0:
+        return x  # PyTorch computes x ** 0.5 as sqrt(x), which keeps the sign of a zero
+    return power_of(x, exponent)
+
+
 def exponential(x):
     try:
         return math.exp(x)
@@ -68,7 +74,7 @@ def sigmoid(x):
 
 
 def relu(x):
-    return x if x > 0 or x != x else 0.0  # nan passes through, as in PyTorch
+    return 0.0 if x < 0 else x  # -0.0 and nan pass through unchanged, as in PyTorch
 
 
 # -- derivative rules that need more than one line ------------------------------------------
@@ -241,7 +247,7 @@ OPS = [
         formula="x ** exponent",
         derivative_formula=("exponent * x ** (exponent - 1)",),
         params={"exponent": None},
-        forward=power_of,
+        forward=pow_forward,
         derivative=pow_derivative,
         operators=("__pow__",),
         domain=Domain(
@@ -321,7 +327,7 @@ OPS = [
         derivative=lambda x, out: (1.0 - (x <= 0),),
         domain=Domain(kinks=(0.0,)),
         torch=lambda x: x.relu(),
-        np_forward=lambda x: np.where(x > 0, x, 0.0),
+        np_forward=lambda x: np.where(x < 0, 0.0, x),
     ),
     OpSpec(
         name="abs",

@@ -152,8 +152,8 @@ def exp2(x):
 
 
 def sign(x):
-    # nan passes through (as numpy's sign; PyTorch's sign(nan) is 0)
-    return 1.0 if x > 0 else -1.0 if x < 0 else float(x)
+    # nan passes through (as numpy's sign; PyTorch's sign(nan) is 0); -0.0 gives 0.0, as PyTorch
+    return 1.0 if x > 0 else -1.0 if x < 0 else 0.0 if x == 0 else float(x)
 
 
 def maximum(a, b):
