@@ -33,6 +33,7 @@ from .errors import (
     OpRuleError,
     OpSpecError,
     OpZeroDivisionError,
+    clip,
     shorten,
 )
 from .opspec import OpSpec
@@ -322,7 +323,10 @@ def bind_params(spec: OpSpec, given: Mapping[str, Any] | None) -> dict[str, Any]
         if value is None:
             raise TypeError(f"op {spec.name!r} needs the parameter {name!r}")
         if isinstance(value, Value):
-            raise TypeError(f"op {spec.name!r}: parameter {name!r} must be a number, not a Value")
+            raise TypeError(
+                f"op {spec.name!r}: parameter {name!r} must be a number, not a Value (got {shorten(value)}; "
+                f"gradients do not flow into parameters: pass its .data)"
+            )
         bound[name] = value
     return bound
 
@@ -342,9 +346,10 @@ def rule_error(
     if role == "derivative" and isinstance(error, TypeError) and any(isinstance(x, Value) for x in inputs):
         return higher_order_error(spec, f"{type(error).__name__}: {error}")
     error_class = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one
+    quoted = [shorten(x) for x in inputs] + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
     return error_class(
         f"op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule raised {type(error).__name__}: "
-        f"{shorten(str(error))} (inputs: {', '.join(shorten(x) for x in shown)})"
+        f"{clip(str(error))} (inputs: {', '.join(quoted)})"
     )
 
 
@@ -439,7 +444,7 @@ def _checked_partials(spec: OpSpec, partials: Any, expected: int) -> tuple[Any, 
 
 def bad_partial_error(spec: OpSpec, partials: Sequence[Any]) -> OpSpecError:
     """A partial that is not a number (None, text ...): found when it is multiplied."""
-    bad = next((p for p in partials if p is None or isinstance(p, (str, bytes))), partials)
+    bad = next((p for p in partials if not isinstance(p, (numbers.Number, Value))), partials)
     return OpSpecError(
         f"op {spec.name!r} (plugin {spec.plugin!r}): derivative returned {shorten(tuple(partials))}; "
         f"each partial must be a number (or a Value), not {shorten(bad)}"

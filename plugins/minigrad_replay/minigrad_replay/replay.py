@@ -59,7 +59,6 @@ from minigrad_core import (
     COMPARE,
     MiniGradError,
     MissingRuleError,
-    OpSpecError,
     Value,
     comparison_observers,
     evaluate,
@@ -67,6 +66,7 @@ from minigrad_core import (
     shorten,
     topological_order,
 )
+from minigrad_core.value import bad_partial_error
 
 from .lifting import CannotLift, LiftedProgram
 
@@ -696,7 +696,7 @@ class Tape:
                 try:
                     grads[i] += partial * upstream
                 except TypeError as error:
-                    raise _bad_partial_error(instr.spec, partials) from error
+                    raise bad_partial_error(instr.spec, partials) from error
         param_grads = [grads[self.n_inputs + i] for i in self._grad_params]
         return outputs, grads[: self.n_inputs], param_grads
 
@@ -749,14 +749,6 @@ def _returns_float(spec, inputs: list, params) -> bool:
     except Exception:
         return False
     return type(result) is float
-
-
-def _bad_partial_error(spec, partials) -> OpSpecError:
-    bad = next((p for p in partials if p is None or isinstance(p, (str, bytes))), partials)
-    return OpSpecError(
-        f"op {spec.name!r} (plugin {spec.plugin!r}): derivative returned {shorten(tuple(partials))}; "
-        f"each partial must be a number (or a Value), not {shorten(bad)}"
-    )
 
 
 _data_of = operator.attrgetter("data")
@@ -1263,7 +1255,7 @@ class _BatchRule:
             return tuple(np.array(column, dtype=float) for column in zip(*rows))
         except (TypeError, ValueError) as error:
             bad = next(row for row in rows if not all(isinstance(p, numbers.Real) for p in row))
-            raise _bad_partial_error(spec, bad) from error
+            raise bad_partial_error(spec, bad) from error
 
 
 def _fallback_message(who: str, spec, role: str, reason: str) -> str:
