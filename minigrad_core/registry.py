@@ -22,7 +22,7 @@ import os
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,7 +193,7 @@ def _load_entry_points(manager: PluginManager, chosen: set[str] | None) -> None:
         if unknown:
             raise PluginLoadError(
                 f"{PLUGINS_ENV} names {sorted(unknown)}, which no installed distribution provides; "
-                f"MiniGrad plugins here: {', '.join(sorted(known - {''})) or 'none'}"
+                f"MiniGrad plugins here: {', '.join(sorted(known - {''}))}"
             )
     providers: dict[str, tuple[str, str]] = {}
     for entry_point in found:
@@ -214,7 +214,13 @@ def _load_entry_points(manager: PluginManager, chosen: set[str] | None) -> None:
             )
             continue
         providers[entry_point.name] = (distribution, entry_point.value)
-        if manager.has_plugin(entry_point.name) or manager.is_blocked(entry_point.name):
+        if entry_point.name in BUILTIN_PLUGINS:
+            _skip(
+                manager,
+                PluginInfo(entry_point.name, distribution, version, entry_point.value),
+                f"has the name of a built-in plugin ({BUILTIN_PLUGINS[entry_point.name]}), which loads instead",
+                how=f"uninstall {distribution}, or give its entry point another name",
+            )
             continue
         _load_one(manager, entry_point.name, entry_point.value, entry_point.load, distribution, version)
 
@@ -236,29 +242,28 @@ def _load_one(
     manager.minigrad_info[name] = info
 
 
-def _skip(manager: PluginManager, info: PluginInfo, problem: str, error: BaseException | None = None) -> None:
-    """Leave a broken plugin out: one warning (or, in strict mode, an error) that says why."""
+def _skip(
+    manager: PluginManager, info: PluginInfo, problem: str, error: BaseException | None = None, how: str = ""
+) -> None:
+    """Leave a broken plugin out: one warning (or, in strict mode, an error) that says why
+    and how to leave it out (``how``, when naming the other plugins would not do)."""
     who = f"MiniGrad plugin {info.name!r} (module {info.module}" + (
         f", distribution {info.distribution} {info.version})".replace(" )", ")") if info.distribution else ")"
     )
     others = sorted((manager.minigrad_candidates | set(manager.minigrad_info)) - {info.name})
+    if not how:
+        how = f"{PLUGINS_ENV}={','.join(others)}" + (
+            f" (or uninstall {info.distribution})" if info.distribution and info.distribution != "minigrad-edu" else ""
+        )
     message = (
-        f"{who} {problem}. It was skipped; everything else works. "
-        f"To leave it out: {PLUGINS_ENV}={','.join(others)}"
-        + (f" (or uninstall {info.distribution})" if info.distribution and info.distribution != "minigrad-edu" else "")
-        + f". {STRICT_ENV}=1 makes this an error."
+        f"{who} {problem}. It was skipped; everything else works. To leave it out: {how}. "
+        f"{STRICT_ENV}=1 makes this an error."
     )
     info.error = problem
     manager.minigrad_failed[info.name] = info
     if strict():
         raise PluginLoadError(message) from error
     warnings.warn(message, PluginLoadWarning, stacklevel=2)
-
-
-def without_plugin_hint(plugin: str, loaded: Iterable[str]) -> str:
-    """How to run without one installed plugin: name the others in MINIGRAD_PLUGINS."""
-    others = ",".join(sorted(set(loaded) - {plugin}))
-    return f"To run without it, choose the plugins to load: {PLUGINS_ENV}={others}" + ("" if others else " (none)")
 
 
 def _own_version() -> str:
@@ -269,9 +274,8 @@ def _own_version() -> str:
 
 
 def _distribution(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
-    dist = getattr(entry_point, "dist", None)
-    if dist is None:
-        return "", ""
+    dist = entry_point.dist
+    assert dist is not None  # entry_points() gives each entry point its distribution
     return dist.metadata["Name"] or "", dist.version or ""
 
 
@@ -341,7 +345,7 @@ class Registry:
         for name, plugin in manager.list_name_plugin():
             if plugin is None:  # blocked
                 continue
-            info = manager.minigrad_info.get(name) or PluginInfo(name=name)
+            info = manager.minigrad_info[name]
             self.plugins[name] = dataclasses.replace(info, provides={})
             try:
                 self._collect_plugin(name, plugin)
@@ -513,7 +517,7 @@ def _plugin_error(plugin: str, error: MiniGradError) -> MiniGradError:
 
 
 def _is_binary_operator(dunder: str) -> bool:
-    return dunder not in ("__neg__", "__pos__", "__abs__", "__invert__")
+    return dunder not in ("__neg__", "__pos__", "__abs__")
 
 
 def unknown_op_message(name: str, registry: Registry) -> str:
@@ -617,7 +621,7 @@ def _value_getattr(self: Value, name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
     registry = get_registry()
-    if name in vars(Value) and name != "__getattr__":
+    if name in vars(Value):
         return getattr(self, name)
     if name in registry.ops:
         raise UnknownOpError(f"op {name!r} is not a Value method; call it as minigrad_core.ops.{name}(...)")
