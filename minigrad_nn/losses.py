@@ -24,7 +24,7 @@ def _as_list(xs, what: str) -> list:
 
 
 def _pairs(preds, targets, who: str, pred_name: str, target_name: str) -> tuple[list, list]:
-    preds, targets = _as_list(preds, pred_name), _as_list(targets, target_name)
+    preds, targets = _as_list(preds, f"{who}: {pred_name}"), _as_list(targets, f"{who}: {target_name}")
     if len(preds) != len(targets):
         raise ValueError(f"{who}: {len(preds)} {pred_name} but {len(targets)} {target_name}; they must pair up")
     if not preds:
@@ -93,7 +93,12 @@ def _shift(row: Sequence[Value]):
     m = row[0]
     for z in row[1:]:
         m = m + (z - m).relu()
-    return m if math.isfinite(m.data) else 0.0  # inf - inf would be nan: leave such a row as it is
+    if math.isfinite(m.data):
+        return m
+    # A -inf logit (a mask) makes m + relu(z - m) nan, and logits near ±1e308 overflow it: shift
+    # by the largest finite logit's number instead (a constant, as m's gradient is zero anyway).
+    finite = [z.data for z in row if math.isfinite(z.data)]
+    return max(finite) if finite else 0.0
 
 
 def logsumexp(row: Sequence[Value]) -> Value:
@@ -124,7 +129,7 @@ def softmax_cross_entropy(logits_rows, labels) -> Value:
     rows, labels = _pairs(logits_rows, labels, "softmax_cross_entropy", "rows of logits", "labels")
     terms = []
     for i, (row, label) in enumerate(zip(rows, labels)):
-        row = [_value(z) for z in _as_list(row, "a row of logits")]
+        row = [_value(z) for z in _as_list(row, f"softmax_cross_entropy: row {i} of logits")]
         if not row:
             raise ValueError(f"softmax_cross_entropy: row {i} has no logits")
         if isinstance(label, bool) or int(_data(label)) != _data(label) or not 0 <= int(_data(label)) < len(row):

@@ -172,12 +172,34 @@ def test_l2_without_the_nn_plugin_falls_back_to_plain_ops():
     assert [p.grad for p in params] == pytest.approx([0.1, -0.4])
 
 
-@pytest.mark.parametrize("loss", [losses.mse, losses.hinge, losses.bce_with_logits])
-def test_predictions_and_labels_must_pair_up(loss):
-    with pytest.raises(ValueError, match=r"2 .* but 3 .*must pair up"):
+@pytest.mark.parametrize(
+    "loss, predictions, labels",
+    [
+        (losses.mse, "preds", "targets"),
+        (losses.hinge, "scores", "labels"),
+        (losses.bce_with_logits, "logits", "labels"),
+    ],
+)
+def test_predictions_and_labels_must_pair_up(loss, predictions, labels):
+    """The error names the loss and both arguments as its signature names them."""
+    with pytest.raises(ValueError) as error:
         loss(values([1.0, 1.0]), [1, 1, 1])
-    with pytest.raises(ValueError, match="no examples"):
+    assert str(error.value) == f"{loss.__name__}: 2 {predictions} but 3 {labels}; they must pair up"
+    with pytest.raises(ValueError) as error:
         loss([], [])
+    assert str(error.value) == (f"{loss.__name__}: no examples (empty {predictions}); the mean of nothing is undefined")
+
+
+def test_softmax_rows_and_labels_must_pair_up():
+    with pytest.raises(ValueError) as error:
+        losses.softmax_cross_entropy([values([1.0, 2.0])], [0, 1])
+    assert str(error.value) == "softmax_cross_entropy: 1 rows of logits but 2 labels; they must pair up"
+
+
+def test_l2_of_no_parameters_says_so():
+    with pytest.raises(ValueError) as error:
+        losses.l2([], 0.1)
+    assert str(error.value) == "l2: no parameters given"
 
 
 def test_losses_backpropagate_to_a_model():
@@ -210,8 +232,84 @@ def test_a_recorded_softmax_label_is_checked_for_every_example_not_silently_fixe
     assert tape.forward(X[4], y[4]) == loss(X[4], y[4]).data  # same label: replayed
     with pytest.raises(GraphChangedError):
         tape.forward(X[1], y[1])  # another label: refused, not computed with class 0
+    middle = minigrad_replay.record(loss, X[1], y[1])  # class 1: a label above or below it is refused
+    for i in (0, 2):
+        with pytest.raises(GraphChangedError):
+            middle.forward(X[i], y[i])
     with pytest.raises(GraphChangedError):
         minigrad_replay.record_batch(loss, X[0], y[0]).backward(X, y)
     assert softmax_cross_entropy([[Value(1.0), Value(2.0)]], [Value(1.0)]).data == pytest.approx(
         math.log(math.exp(1.0) + math.exp(2.0)) - 2.0
     )
+
+
+@pytest.mark.parametrize(
+    "loss, predictions, labels, expected",
+    [
+        (losses.mse, [1.0, 2.0], [3.0, 0.5], lambda p, y: F.mse_loss(p, y)),
+        (losses.hinge, [0.5, -2.0], [1.0, 1.0], lambda p, y: torch.clamp(1 - y * p, min=0).mean()),
+        (losses.bce_with_logits, [0.5, -1.0], [1.0, 0.0], F.binary_cross_entropy_with_logits),
+    ],
+)
+def test_plain_number_predictions_give_a_value_as_torch_does(loss, predictions, labels, expected):
+    """Predictions given as plain numbers (a model's output read back as floats) still give a Value."""
+    result = loss(predictions, labels)
+    p, y = (torch.tensor(xs, dtype=torch.float64) for xs in (predictions, labels))
+    assert isinstance(result, Value)
+    assert result.data == pytest.approx(expected(p, y).item(), rel=1e-14)
+
+
+def test_softmax_cross_entropy_of_plain_number_logits_gives_a_value_as_torch_does():
+    result = losses.softmax_cross_entropy([[0.5, -1.0, 2.0]], [1])
+    assert isinstance(result, Value)
+    expected = F.cross_entropy(torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64), torch.tensor([1]))
+    assert result.data == pytest.approx(expected.item(), rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: losses.mse(None, [1.0]), "mse: preds must be a Value, a number or a sequence of them, got None"),
+        (lambda: losses.mse([1.0], None), "mse: targets must be a Value, a number or a sequence of them, got None"),
+        (
+            lambda: losses.softmax_cross_entropy([values([1.0, 2.0]), None], [0, 1]),
+            "softmax_cross_entropy: row 1 of logits must be a Value, a number or a sequence of them, got None",
+        ),
+    ],
+)
+def test_an_argument_that_is_not_a_sequence_is_refused_naming_it(call, message):
+    with pytest.raises(TypeError) as error:
+        call()
+    assert str(error.value) == message
+
+
+def test_a_softmax_row_without_logits_is_refused_naming_its_index():
+    with pytest.raises(ValueError) as error:
+        losses.softmax_cross_entropy([values([1.0, 2.0]), []], [0, 1])
+    assert str(error.value) == "softmax_cross_entropy: row 1 has no logits"
+
+
+def test_a_masked_logit_of_minus_infinity_is_left_out_as_in_torch():
+    """Masking a class with -inf (a common trick) gives it probability 0, and the rest is softmax as usual."""
+    row = [-math.inf, 2.0, 0.5]
+    logits = values(row)
+    t = tensor([row])
+    check(losses.softmax_cross_entropy([logits], [1]), logits, F.cross_entropy(t, torch.tensor([1])), t)
+    expected = torch.logsumexp(torch.tensor(row, dtype=torch.float64), 0).item()
+    assert losses.logsumexp(values(row)).data == pytest.approx(expected, rel=1e-14)
+
+
+def test_logsumexp_of_an_infinite_logit_is_infinite_as_in_torch():
+    """A row whose largest logit is inf cannot be shifted by it (inf - inf is nan): it is left unshifted."""
+    row = [math.inf, 1.0]
+    assert torch.logsumexp(torch.tensor(row, dtype=torch.float64), 0).item() == math.inf
+    assert losses.logsumexp(values(row)).data == math.inf
+
+
+@pytest.mark.parametrize("row", [[-math.inf, 1000.0, 999.0], [-1e308, 1e308, 0.0]])
+def test_a_masked_row_or_one_of_extreme_logits_does_not_overflow(row):
+    logits = values(row)
+    t = tensor([row])
+    loss = losses.softmax_cross_entropy([logits], [1])
+    assert math.isfinite(loss.data)
+    check(loss, logits, F.cross_entropy(t, torch.tensor([1])), t)

@@ -1,5 +1,7 @@
 """Optimizers and the learning-rate schedule, step by step against torch.optim."""
 
+import math
+
 import pytest
 import torch
 
@@ -62,6 +64,7 @@ def run_both(make_ours, make_torch, steps=8, schedules=None):
         {"momentum": 0.5, "weight_decay": 0.1},
         {"weight_decay": 0.01},
         {"momentum": 0.9, "nesterov": True},
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 0.05},
     ],
 )
 def test_sgd_matches_torch(options):
@@ -74,6 +77,7 @@ def test_sgd_matches_torch(options):
         {},
         {"betas": (0.8, 0.99), "eps": 1e-6},
         {"weight_decay": 0.05},
+        {"betas": (0.0, 0.5), "weight_decay": 0.05},  # beta1 = 0: no running average of the gradient
     ],
 )
 def test_adam_matches_torch(options):
@@ -110,6 +114,33 @@ def test_linear_schedule_matches_torch_linear_lr_and_micrograds_formula():
         reference.step()
         schedule.step()
     assert ours.lr == 0.1  # and it stays at the end
+
+
+def test_a_schedule_ends_exactly_at_its_end_after_its_steps():
+    """After ``steps`` steps the rate is ``end`` itself, not start + (end - start) rounded
+    (1.0 + (0.1 - 1.0) is 0.09999999999999998); a schedule of one step goes there at once."""
+    for steps in (1, 5):
+        sgd = optim.SGD([Value(1.0)], lr=123.0)
+        schedule = optim.LinearSchedule(sgd, start=1.0, end=0.1, steps=steps)
+        assert sgd.lr == 1.0
+        for _ in range(steps):
+            schedule.step()
+        assert sgd.lr == 0.1
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, True, "5"])
+def test_a_schedule_needs_a_whole_number_of_steps(steps):
+    with pytest.raises(ValueError) as error:
+        optim.LinearSchedule(optim.SGD([Value(1.0)], lr=0.1), 1.0, 0.1, steps)
+    assert str(error.value) == f"LinearSchedule: steps must be a whole number >= 1, got {steps!r}"
+
+
+@pytest.mark.parametrize("name", ["start", "end"])
+def test_a_schedule_refuses_a_negative_rate_naming_it(name):
+    rates = {"start": 1.0, "end": 0.1, name: -0.5}
+    with pytest.raises(ValueError) as error:
+        optim.LinearSchedule(optim.SGD([Value(1.0)], lr=0.1), steps=5, **rates)
+    assert str(error.value) == f"LinearSchedule: {name} must be a finite number >= 0, got -0.5"
 
 
 def test_a_scheduled_optimizer_matches_torch_step_by_step():
@@ -168,3 +199,44 @@ def test_an_optimizer_trains_a_model():
         adam.step()
         first = loss.data if first is None else first
     assert loss.data < 0.05 * first
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_adam_and_adamw_defaults_match_torch(name):
+    """Made with nothing but the parameters, they take torch.optim's default steps."""
+    run_both(lambda ps: getattr(optim, name)(ps), lambda ts: getattr(torch.optim, name)(ts))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: optim.SGD(p, lr=True), "SGD: lr must be a finite number >= 0, got True"),
+        (lambda p: optim.SGD(p, lr="0.1"), "SGD: lr must be a finite number >= 0, got '0.1'"),
+        (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "SGD: momentum must be a finite number >= 0, got -0.5"),
+        (
+            lambda p: optim.SGD(p, lr=0.1, weight_decay=math.nan),
+            "SGD: weight_decay must be a finite number >= 0, got nan",
+        ),
+        (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "SGD: nesterov=True needs a momentum > 0"),
+        (lambda p: optim.Adam(p, betas=(0.9, 1.0)), "Adam: betas[1] must be in [0, 1), got 1.0"),
+        (lambda p: optim.Adam(p, eps=math.inf), "Adam: eps must be a finite number >= 0, got inf"),
+        (lambda p: optim.Adam(p, weight_decay=-1), "Adam: weight_decay must be a finite number >= 0, got -1"),
+        (lambda p: optim.AdamW(p, weight_decay=-1), "AdamW: weight_decay must be a finite number >= 0, got -1"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_optimizer_the_setting_and_the_value(make, message):
+    with pytest.raises(ValueError) as error:
+        make([Value(1.0)])
+    assert str(error.value) == message
+
+
+def test_an_optimizer_observer_is_shown_each_new_optimizer():
+    """The teaching checks learn which parameters are trained together from the optimizer itself."""
+    seen = []
+    optim.optimizer_observers.append(seen.append)
+    try:
+        sgd = optim.SGD([Value(1.0)], lr=0.1)
+        adam = optim.Adam([Value(2.0)])
+    finally:
+        optim.optimizer_observers.remove(seen.append)
+    assert seen == [sgd, adam]
