@@ -40,17 +40,19 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[
         if not isinstance(out, Value):  # f does not depend on its inputs at all
             results: list[Any] = [Value(0.0) if nested else 0.0 for _ in positions]
         else:
-            leaves = [n for n in topological_order(out) if n.is_leaf]
-            saved = [n.grad for n in leaves]
-            for leaf in leaves:
-                leaf.grad = 0.0
-            for i in positions:
-                inputs[i].grad = 0.0
+            # the graph's leaves and the chosen inputs (also one f does not use), by identity
+            touched = {id(n): n for n in topological_order(out) if n.is_leaf}
+            touched.update((id(inputs[i]), inputs[i]) for i in positions)
+            saved = [(n, n.grad) for n in touched.values()]
+            for n, _ in saved:
+                n.grad = 0.0
             backward(out, create_graph=nested)
             results = [inputs[i].grad for i in positions]
-            for leaf, old in zip(leaves, saved):
-                leaf.grad = old
-            if not nested:
+            for n, old in saved:
+                n.grad = old
+            if nested:  # an input f does not use got no graph: its 0.0 becomes a Value too
+                results = [r if isinstance(r, Value) else Value(r) for r in results]
+            else:
                 results = [r.data if isinstance(r, Value) else r for r in results]
         return results[0] if single else tuple(results)
 

@@ -461,6 +461,13 @@ def pass_gradient(node: Value, partials: Sequence[Any], create_graph: bool = Fal
         else:
             for child, partial in zip(node._prev, partials):
                 child.grad += partial * upstream
+    except OverflowError as error:  # an int partial too large for a float
+        spec = _spec_of(node)
+        assert spec is not None
+        raise OpSpecError(
+            f"op {spec.name!r} (plugin {spec.plugin!r}): derivative returned {shorten(tuple(partials))}, "
+            f"too large for a float ({error})"
+        ) from error
     except TypeError as error:
         if any(child.grad is None for child in node._prev):  # grad = None counts as zero
             for child in node._prev:
