@@ -345,7 +345,7 @@ class Registry:
         for name, plugin in manager.list_name_plugin():
             if plugin is None:  # blocked
                 continue
-            info = manager.minigrad_info[name]
+            info = manager.minigrad_info.get(name) or PluginInfo(name=name)  # also pluggy's own register()
             self.plugins[name] = dataclasses.replace(info, provides={})
             try:
                 self._collect_plugin(name, plugin)

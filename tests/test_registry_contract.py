@@ -756,3 +756,21 @@ def test_an_installed_plugin_with_a_built_in_plugin_s_name_is_skipped_saying_so(
     assert "shadow_sin" not in registry.ops and registry.plugins[name].module == builtin
     assert registry.failed[name].distribution == "mgcontract-shadow"
     assert MODULE_PREFIX + name not in sys.modules  # never imported
+
+
+def test_a_plugin_registered_with_pluggy_s_own_register_is_collected_as_one_registered_by_hand():
+    """``make_plugin_manager()`` returns a pluggy PluginManager: a plugin added with its plain
+    ``register()`` (not MiniGrad's ``register_plugin``) is still collected, with no distribution."""
+    manager = make_plugin_manager(selection=set())
+    manager.register(
+        plugin_module(
+            "direct",
+            minigrad_register_ops=lambda register: register(
+                OpSpec(name="direct_sin", arity=1, forward=math.sin, derivative=lambda x, out: (math.cos(x),))
+            ),
+        ),
+        name="direct",
+    )
+    registry = Registry(manager)
+    assert "direct_sin" in registry.ops and registry.plugins["direct"].distribution == ""
+    assert registry.provider("direct_sin").name == "direct"
