@@ -336,7 +336,8 @@ def rule_error(
 ) -> MiniGradError:
     """The error for a rule that raised: a domain error for arithmetic trouble, otherwise
     one naming the op, its plugin, the inputs and what the rule raised."""
-    shown = list(inputs) + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
+    settings = [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
+    shown = [*inputs, *settings]
     if isinstance(error, (ArithmeticError, ValueError)) and not _is_array_error(error):
         kind = OpZeroDivisionError if isinstance(error, ZeroDivisionError) else OpDomainError
         reason = str(error) or type(error).__name__
@@ -346,7 +347,7 @@ def rule_error(
     if role == "derivative" and isinstance(error, TypeError) and any(isinstance(x, Value) for x in inputs):
         return higher_order_error(spec, f"{type(error).__name__}: {error}")
     error_class = OpSpecError if isinstance(error, TypeError) else OpRuleError  # a TypeError stays one
-    quoted = [shorten(x) for x in inputs] + [f"{k}={shorten(v)}" for k, v in (params or {}).items()]
+    quoted = [*map(shorten, inputs), *settings]
     return error_class(
         f"op {spec.name!r} (plugin {spec.plugin!r}): its {role} rule raised {type(error).__name__}: "
         f"{clip(str(error))} (inputs: {', '.join(quoted)})"
